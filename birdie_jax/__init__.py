@@ -1,0 +1,36 @@
+"""birdie_jax: recurrent language models that recall their context, in JAX/Flax NNX.
+
+Public API::
+
+    cfg = birdie_jax.load_config("hawk_tiny", train__steps=100)
+    model = birdie_jax.build_model(cfg, seed=0)
+    logits = model(tokens, segment_ids=None, prefix_mask=None)
+    logits, state = model(tokens, state=state, return_state=True)
+    h, h_last = birdie_jax.kernels.linear_scan(a, b, h0=None, reset=None, reverse=False)
+"""
+
+from birdie_jax import kernels
+from birdie_jax.config import Config, DataConfig, ModelConfig, TrainConfig, load_config
+from birdie_jax.errors import BirdieError, CheckpointError, ConfigError, DataError
+from birdie_jax.models import LanguageModel, build_model, count_parameters, state_size
+
+__version__ = "0.1.0"
+
+
+def train(cfg, **kw):
+    """Trains a config (see :func:`birdie_jax.training.loop.train`)."""
+    from birdie_jax.training.loop import train as _train
+
+    return _train(cfg, **kw)
+
+
+def load_checkpoint(path, step=None):
+    """Config, tokenizer and model of a saved run (see :func:`birdie_jax.inference.load_checkpoint`)."""
+    from birdie_jax.inference import load_checkpoint as _load
+
+    return _load(path, step)
+
+
+__all__ = ["BirdieError", "CheckpointError", "Config", "ConfigError", "DataConfig", "DataError", "LanguageModel",
+           "ModelConfig", "TrainConfig", "build_model", "count_parameters", "kernels", "load_checkpoint",
+           "load_config", "state_size", "train"]

@@ -1,0 +1,409 @@
+"""Experiment configuration: frozen dataclasses loaded from YAML, with validated overrides.
+
+A config has three sections, ``model``, ``data`` and ``train``, plus a few top-level
+fields. YAML files mirror that nesting. Overrides are ``key=value`` strings whose key is
+either dotted (``train.steps=100``) or a field name that is unique across sections
+(``steps=100``). Unknown keys, misspellings and values of the wrong type raise
+:class:`~birdie_jax.errors.ConfigError` naming the field, never a traceback from deeper code.
+"""
+
+import dataclasses
+import difflib
+import importlib.resources
+import os
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import yaml
+
+from birdie_jax.errors import ConfigError
+
+ARCHITECTURES = ("gated_ssm", "hawk", "transformer")
+DTYPES = ("float32", "bfloat16")
+
+
+def _check_choice(field: str, value: Any, choices: Sequence[str]) -> None:
+    if value not in choices:
+        raise ConfigError(f"{field} must be one of {', '.join(choices)}; got {value!r}")
+
+
+def _check_positive(field: str, value: Any) -> None:
+    if value <= 0:
+        raise ConfigError(f"{field} must be > 0, got {value}")
+
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ModelConfig:
+    """Language-model shape.
+
+    Attributes:
+      architecture: ``gated_ssm`` (fused gated linear recurrence, no MLP), ``hawk``
+        (RG-LRU recurrent block + gated MLP) or ``transformer`` (softmax attention + MLP).
+      vocab_size: token vocabulary; ``None`` takes the tokenizer's (rounded to 128).
+      d_model: residual width.
+      n_layers: number of residual blocks.
+      state_dim: recurrence width N (Gated SSM state, Hawk RG-LRU width).
+      mlp_expansion: hidden width of the gated MLP as a multiple of d_model.
+      num_heads, head_dim: attention shape (transformer only).
+      conv_width: short causal convolution width (Hawk).
+      rglru_c: the RG-LRU constant c in log a = -c * r * softplus(Lambda).
+      rope_base: RoPE base frequency.
+      max_len: longest sequence the model is built for (attention cache length).
+      tie_embeddings: share the embedding matrix with the output head.
+      dtype: compute dtype of matmuls (recurrences always run in float32).
+      param_dtype: storage dtype of parameters.
+      scan_implementation: force a ``linear_scan`` implementation (None: by backend).
+      init_std: standard deviation of the embedding initialiser.
+    """
+
+    architecture: str = "hawk"
+    vocab_size: int | None = None
+    d_model: int = 256
+    n_layers: int = 4
+    state_dim: int = 320
+    mlp_expansion: float = 8 / 3
+    num_heads: int = 4
+    head_dim: int = 64
+    conv_width: int = 4
+    rglru_c: float = 8.0
+    rope_base: float = 250_000.0
+    max_len: int = 2048
+    tie_embeddings: bool = True
+    dtype: str = "float32"
+    param_dtype: str = "float32"
+    scan_implementation: str | None = None
+    init_std: float = 0.02
+
+    def __post_init__(self):
+        _check_choice("model.architecture", self.architecture, ARCHITECTURES)
+        _check_choice("model.dtype", self.dtype, DTYPES)
+        _check_choice("model.param_dtype", self.param_dtype, DTYPES)
+        for name in ("d_model", "n_layers", "state_dim", "num_heads", "head_dim", "conv_width", "max_len"):
+            _check_positive(f"model.{name}", getattr(self, name))
+        if self.vocab_size is not None:
+            _check_positive("model.vocab_size", self.vocab_size)
+        if self.mlp_expansion <= 0:
+            raise ConfigError(f"model.mlp_expansion must be > 0, got {self.mlp_expansion}")
+
+    @property
+    def mlp_hidden(self) -> int:
+        """Gated-MLP hidden width, rounded up to a multiple of 8."""
+        return -(-int(round(self.d_model * self.mlp_expansion)) // 8) * 8
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DataConfig:
+    """Where text comes from and how it becomes batches.
+
+    Attributes:
+      corpus: ``builtin`` (Python's pydoc topics, no download), a text/JSONL file or a folder.
+      format: ``auto``, ``text``, ``jsonl`` or ``dir``.
+      text_field: JSONL field holding the text.
+      tokenizer: ``byte`` or a path to a ``tokenizers`` JSON / SentencePiece model file.
+      num_sentinels: size of the reserved sentinel pool.
+      seq_len: packed row length.
+      batch_size: global batch size in rows.
+      validation_fraction: share of documents held out for evaluation.
+      num_workers: Grain prefetch processes (0: in-process).
+      shuffle: shuffle documents every epoch.
+    """
+
+    corpus: str = "builtin"
+    format: str = "auto"
+    text_field: str = "text"
+    tokenizer: str = "byte"
+    num_sentinels: int = 100
+    seq_len: int = 256
+    batch_size: int = 8
+    validation_fraction: float = 0.05
+    num_workers: int = 0
+    shuffle: bool = True
+
+    def __post_init__(self):
+        _check_choice("data.format", self.format, ("auto", "text", "jsonl", "dir"))
+        for name in ("seq_len", "batch_size", "num_sentinels"):
+            _check_positive(f"data.{name}", getattr(self, name))
+        if not 0.0 <= self.validation_fraction < 1.0:
+            raise ConfigError(f"data.validation_fraction must be in [0, 1), got {self.validation_fraction}")
+        if self.num_workers < 0:
+            raise ConfigError(f"data.num_workers must be >= 0, got {self.num_workers}")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TrainConfig:
+    """Optimisation, evaluation, logging and checkpointing.
+
+    Attributes:
+      steps: number of optimizer steps.
+      learning_rate: peak learning rate after warmup.
+      warmup_steps: linear warmup length.
+      min_lr_ratio: final learning rate of the cosine decay, as a fraction of the peak.
+      weight_decay: AdamW decoupled weight decay (not applied to gates, norms, biases).
+      b1, b2, eps: AdamW moments.
+      grad_clip: global-norm clipping threshold (0 disables).
+      eval_every: evaluate every N steps (0 disables); eval_batches: batches per evaluation.
+      log_every: write metrics every N steps.
+      checkpoint_every: save every N steps (0: only at the end); keep_checkpoints: keep the last N.
+      run_dir: output folder (checkpoints, metrics.jsonl, plots).
+      tensorboard: also write TensorBoard event files (needs the ``tb`` extra).
+      wandb: also log to Weights & Biases (needs ``wandb``).
+      progress: show a progress bar (only on a TTY).
+    """
+
+    steps: int = 300
+    learning_rate: float = 3e-3
+    warmup_steps: int = 30
+    min_lr_ratio: float = 0.1
+    weight_decay: float = 0.1
+    b1: float = 0.9
+    b2: float = 0.95
+    eps: float = 1e-8
+    grad_clip: float = 1.0
+    eval_every: int = 100
+    eval_batches: int = 4
+    log_every: int = 10
+    checkpoint_every: int = 100
+    keep_checkpoints: int = 3
+    run_dir: str = "runs/default"
+    tensorboard: bool = True
+    wandb: bool = False
+    progress: bool = True
+
+    def __post_init__(self):
+        _check_positive("train.steps", self.steps)
+        _check_positive("train.log_every", self.log_every)
+        _check_positive("train.keep_checkpoints", self.keep_checkpoints)
+        for name in ("warmup_steps", "eval_every", "eval_batches", "checkpoint_every"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"train.{name} must be >= 0, got {getattr(self, name)}")
+        if self.learning_rate <= 0:
+            raise ConfigError(f"train.learning_rate must be > 0, got {self.learning_rate}")
+        if not 0.0 <= self.min_lr_ratio <= 1.0:
+            raise ConfigError(f"train.min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Config:
+    """A whole experiment: model, data and training, plus a name and the seed."""
+
+    name: str = "default"
+    seed: int = 0
+    model: ModelConfig = ModelConfig()
+    data: DataConfig = DataConfig()
+    train: TrainConfig = TrainConfig()
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def replace(self, *overrides: str, **kw: Any) -> "Config":
+        """A copy with ``key=value`` overrides (strings) and/or ``key=value`` keywords applied."""
+        return apply_overrides(self, list(overrides) + [(k, v) for k, v in kw.items()])
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _coerce(field: str, value: Any, annotation: Any) -> Any:
+    """Checks ``value`` against a field annotation, converting YAML strings where exact."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(annotation)
+        if value is None and type(None) in options:
+            return None
+        if isinstance(value, str) and value.lower() in ("none", "null") and type(None) in options:
+            return None
+        errors = []
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _coerce(field, value, option)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise errors[0] if len(errors) == 1 else ConfigError(f"{field}: {value!r} matches none of {annotation}")
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "yes", "on", "1", "false", "no", "off", "0"):
+            return value.lower() in ("true", "yes", "on", "1")
+        raise ConfigError(f"{field} must be a boolean (true/false), got {value!r}")
+    if annotation is int:
+        if isinstance(value, bool):
+            raise ConfigError(f"{field} must be an integer, got {value!r}")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            try:
+                return int(value.replace("_", ""))
+            except ValueError:
+                pass
+        raise ConfigError(f"{field} must be an integer, got {value!r}")
+    if annotation is float:
+        if isinstance(value, bool):
+            raise ConfigError(f"{field} must be a number, got {value!r}")
+        if isinstance(value, (int, float)):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{field} must be a number, got {value!r}")
+    if annotation is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{field} must be a string, got {value!r}")
+    raise ConfigError(f"{field}: unsupported field type {annotation}")
+
+
+_SECTIONS = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig}
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def _all_keys() -> list[str]:
+    keys = [k for k in _field_types(Config) if k not in _SECTIONS]
+    for section, cls in _SECTIONS.items():
+        keys += [f"{section}.{k}" for k in _field_types(cls)]
+    return keys
+
+
+def _unknown_key(key: str, where: str) -> ConfigError:
+    candidates = _all_keys()
+    leaf = key.split(".")[-1]
+    close = difflib.get_close_matches(key, candidates, n=3, cutoff=0.6)
+    near_leaves = difflib.get_close_matches(leaf, [c.split(".")[-1] for c in candidates], n=3, cutoff=0.7)
+    close += [c for c in candidates if c.split(".")[-1] in near_leaves and c not in close]
+    hint = f" Did you mean {', '.join(close)}?" if close else ""
+    return ConfigError(f"unknown config key {key!r} in {where}.{hint}")
+
+
+def _resolve_key(key: str, where: str) -> tuple[str | None, str]:
+    """Maps an override key to (section or None, field)."""
+    if "." in key:
+        section, _, field = key.partition(".")
+        if section not in _SECTIONS or field not in _field_types(_SECTIONS[section]):
+            raise _unknown_key(key, where)
+        return section, field
+    if key in _field_types(Config) and key not in _SECTIONS:
+        return None, key
+    owners = [s for s, cls in _SECTIONS.items() if key in _field_types(cls)]
+    if len(owners) == 1:
+        return owners[0], key
+    if len(owners) > 1:
+        raise ConfigError(f"config key {key!r} in {where} is ambiguous: use one of {', '.join(f'{s}.{key}' for s in owners)}")
+    raise _unknown_key(key, where)
+
+
+def _build_section(cls: type, section: str, values: Mapping[str, Any], base: Any, where: str) -> Any:
+    types_ = _field_types(cls)
+    kwargs = {}
+    for key, value in values.items():
+        if key not in types_:
+            raise _unknown_key(f"{section}.{key}", where)
+        kwargs[key] = _coerce(f"{section}.{key}", value, types_[key])
+    return dataclasses.replace(base, **kwargs)
+
+
+def config_from_dict(raw: Mapping[str, Any], *, where: str = "config", base: Config | None = None) -> Config:
+    """Builds a :class:`Config` from nested mappings, validating every key and value."""
+    base = base or Config()
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{where} must be a mapping of sections, got {type(raw).__name__}")
+    top_types = _field_types(Config)
+    top = {}
+    sections = {}
+    for key, value in raw.items():
+        if key in _SECTIONS:
+            if value is None:
+                value = {}
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"section {key!r} in {where} must be a mapping, got {value!r}")
+            sections[key] = _build_section(_SECTIONS[key], key, value, getattr(base, key), where)
+        elif key in top_types:
+            top[key] = _coerce(key, value, top_types[key])
+        else:
+            raise _unknown_key(str(key), where)
+    return dataclasses.replace(base, **top, **sections)
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """Splits ``key=value`` and parses the value as YAML (so 1e-3, true, null work)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"override {text!r} is not of the form key=value")
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else ""
+    except yaml.YAMLError:
+        parsed = value
+    return key.strip(), parsed
+
+
+def apply_overrides(cfg: Config, overrides: Sequence[str | tuple[str, Any]]) -> Config:
+    """Applies ``key=value`` strings or (key, value) pairs, validating each one."""
+    nested: dict[str, Any] = {}
+    for item in overrides:
+        key, value = parse_override(item) if isinstance(item, str) else item
+        section, field = _resolve_key(key, "overrides")
+        if section is None:
+            nested[field] = value
+        else:
+            nested.setdefault(section, {})[field] = value
+    return config_from_dict(nested, where="overrides", base=cfg)
+
+
+def bundled_config_names() -> list[str]:
+    """Names of the configs shipped in ``configs/`` (loadable with :func:`load_config`)."""
+    root = importlib.resources.files("birdie_jax.configs")
+    return sorted(p.name[: -len(".yaml")] for p in root.iterdir() if p.name.endswith(".yaml"))
+
+
+def load_config(name_or_path: str | os.PathLike | None = None, *overrides: str, **kw_overrides: Any) -> Config:
+    """Loads a bundled config by name (``hawk_tiny``) or a YAML file, then applies overrides.
+
+    Args:
+      name_or_path: a bundled config name, a path to a YAML file, or None for the defaults.
+      *overrides: ``key=value`` strings, as on the command line.
+      **kw_overrides: the same as keywords (``steps=10``, or ``train__steps=10`` for dotted keys).
+    """
+    cfg = Config()
+    if name_or_path is not None:
+        text, where = _read_config_text(str(name_or_path))
+        try:
+            raw = yaml.safe_load(text) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{where} is not valid YAML: {e}") from None
+        cfg = config_from_dict(raw, where=where)
+    pairs: list[str | tuple[str, Any]] = list(overrides)
+    pairs += [(k.replace("__", "."), v) for k, v in kw_overrides.items()]
+    return apply_overrides(cfg, pairs) if pairs else cfg
+
+
+def _read_config_text(name_or_path: str) -> tuple[str, str]:
+    if os.path.exists(name_or_path):
+        if os.path.isdir(name_or_path):
+            raise ConfigError(f"config {name_or_path!r} is a folder, expected a YAML file")
+        with open(name_or_path, encoding="utf-8") as f:
+            return f.read(), name_or_path
+    if name_or_path.endswith((".yaml", ".yml")) or os.sep in name_or_path:
+        raise ConfigError(f"config file {name_or_path!r} does not exist")
+    resource = importlib.resources.files("birdie_jax.configs") / f"{name_or_path}.yaml"
+    if not resource.is_file():
+        names = bundled_config_names()
+        close = difflib.get_close_matches(name_or_path, names, n=3)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        raise ConfigError(f"no bundled config named {name_or_path!r}.{hint} Available: {', '.join(names)}")
+    return resource.read_text(encoding="utf-8"), f"configs/{name_or_path}.yaml"
+
+
+def config_to_yaml(cfg: Config) -> str:
+    """The config as YAML text, loadable by :func:`load_config`."""
+    return yaml.safe_dump(cfg.to_dict(), sort_keys=False)

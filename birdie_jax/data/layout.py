@@ -1,0 +1,51 @@
+"""Prefix-LM sample layout (spec §5.1).
+
+For prefix p and labels y (length n >= 1):
+
+    inputs  = p + [BG] + y[:-1]            [len(p) + n]
+    targets = [IGNORE] * len(p) + y        [len(p) + n]
+    region  = 1 0 ... 0 (prefix) 2 ... 2   [len(p) + n]
+
+BG sits at position c = len(p) and predicts y[0]; position c + j predicts y[j].
+Region 2 marks the causal part (BG and every label slot): the reverse scan of
+bidirectional layers is gated off there, so no label can leak (spec §5.4). Region 1
+marks the first position of a sample with a non-empty prefix (informational; resets
+come from segment ids).
+
+Example (paper): p = 4 5 6, y = 7 8 9 -> inputs 4 5 6 BG 7 8, targets - - - 7 8 9,
+region 1 0 0 2 2 2.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: Target id meaning "no loss at this position" (same convention as PyTorch/optax masks).
+IGNORE_ID = -100
+
+REGION_PREFIX = 0
+REGION_PREFIX_START = 1
+REGION_CAUSAL = 2
+
+
+def layout_sample(
+    prefix: np.ndarray | list[int], labels: np.ndarray | list[int], *, bg_id: int
+) -> dict[str, np.ndarray]:
+    """(prefix [P], labels [N]) -> {"inputs" [P+N] int32, "targets" [P+N] int32, "region" [P+N] int8}.
+
+    Raises ValueError if labels is empty (every sample must train on >= 1 token).
+    """
+    prefix = np.asarray(prefix, dtype=np.int32).reshape(-1)
+    labels = np.asarray(labels, dtype=np.int32).reshape(-1)
+    if labels.size == 0:
+        raise ValueError(
+            f"a sample needs at least one label token (got prefix of {prefix.size}, no labels)"
+        )
+    c = prefix.size
+    inputs = np.concatenate([prefix, np.asarray([bg_id], np.int32), labels[:-1]])
+    targets = np.concatenate([np.full(c, IGNORE_ID, np.int32), labels])
+    region = np.full(c + labels.size, REGION_CAUSAL, np.int8)
+    region[:c] = REGION_PREFIX
+    if c:
+        region[0] = REGION_PREFIX_START
+    return {"inputs": inputs, "targets": targets, "region": region}

@@ -1,0 +1,68 @@
+"""Small building blocks shared by every architecture: norm, dense, gated MLP, resets."""
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from birdie_jax.config import ModelConfig
+from birdie_jax.array_types import Array, Hidden, SegmentIds
+
+
+def dtype_of(name: str) -> jnp.dtype:
+    return {"float32": jnp.float32, "bfloat16": jnp.bfloat16}[name]
+
+
+class RMSNorm(nnx.Module):
+    """Root-mean-square norm with a learnable scale; statistics in float32."""
+
+    def __init__(self, width: int, *, eps: float = 1e-6, init_scale: float = 1.0, param_dtype=jnp.float32):
+        self.scale = nnx.Param(jnp.full((width,), init_scale, param_dtype))
+        self.eps = eps
+
+    def __call__(self, x: Array) -> Array:
+        x32 = x.astype(jnp.float32)
+        normed = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + self.eps)
+        return (normed * self.scale[...].astype(jnp.float32)).astype(x.dtype)
+
+
+def dense(cfg: ModelConfig, d_in: int, d_out: int, rngs: nnx.Rngs, *, bias: bool = False, scale: float = 1.0) -> nnx.Linear:
+    """A linear layer in the config's compute/parameter dtypes, fan-in scaled init."""
+    return nnx.Linear(
+        d_in,
+        d_out,
+        use_bias=bias,
+        dtype=dtype_of(cfg.dtype),
+        param_dtype=dtype_of(cfg.param_dtype),
+        kernel_init=nnx.initializers.variance_scaling(scale, "fan_in", "truncated_normal"),
+        rngs=rngs,
+    )
+
+
+class GatedMLP(nnx.Module):
+    """W_down(GeLU(W_gate x) * W_up x), hidden width ``cfg.mlp_hidden``."""
+
+    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
+        self.gate = dense(cfg, cfg.d_model, cfg.mlp_hidden, rngs)
+        self.up = dense(cfg, cfg.d_model, cfg.mlp_hidden, rngs)
+        self.down = dense(cfg, cfg.mlp_hidden, cfg.d_model, rngs, scale=1.0 / cfg.n_layers)
+
+    def __call__(self, x: Hidden) -> Hidden:
+        return self.down(jax.nn.gelu(self.gate(x)) * self.up(x))
+
+
+def segment_starts(segment_ids: SegmentIds) -> Array:
+    """bool[b t]: True where a new segment begins inside the row (never at t = 0).
+
+    The state entering a row (an initial state) flows into its first token; every later
+    document start resets the recurrence so packed documents never see each other.
+    """
+    changed = segment_ids[:, 1:] != segment_ids[:, :-1]
+    return jnp.concatenate([jnp.zeros((segment_ids.shape[0], 1), bool), changed], axis=1)
+
+
+def positions_from_segments(segment_ids: SegmentIds) -> Array:
+    """int32[b t]: position of each token inside its segment (restarts at 0 per segment)."""
+    b, t = segment_ids.shape
+    index = jnp.broadcast_to(jnp.arange(t, dtype=jnp.int32), (b, t))
+    start = jnp.where(segment_starts(segment_ids), index, 0)
+    return index - jax.lax.cummax(start, axis=1)

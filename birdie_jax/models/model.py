@@ -1,0 +1,136 @@
+"""The language model: embedding, pre-norm residual blocks, final norm, head.
+
+Every block's mixer follows one contract — ``y, state = mixer(x, segment_ids=...,
+state=None)`` for a sequence and ``y_t, state = mixer.step(x_t, state)`` for one token —
+so the model's state is simply a list with one mixer state per layer.
+"""
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from birdie_jax.config import ModelConfig
+from birdie_jax.models.attention import Attention
+from birdie_jax.models.gated_ssm import GatedSSM
+from birdie_jax.models.hawk import HawkMixer
+from birdie_jax.models.layers import GatedMLP, RMSNorm, dtype_of
+from birdie_jax.array_types import Array, Hidden, HiddenStep, Logits, PrefixMask, SegmentIds, Tokens
+
+MIXERS = {"gated_ssm": GatedSSM, "hawk": HawkMixer, "transformer": Attention}
+HAS_MLP = {"gated_ssm": False, "hawk": True, "transformer": True}
+
+
+class Block(nnx.Module):
+    """x ← x + mixer(norm x); then, where the architecture has one, x ← x + MLP(norm x)."""
+
+    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
+        self.mixer_norm = RMSNorm(cfg.d_model, param_dtype=dtype_of(cfg.param_dtype))
+        self.mixer = MIXERS[cfg.architecture](cfg, rngs)
+        if HAS_MLP[cfg.architecture]:
+            self.mlp_norm = RMSNorm(cfg.d_model, param_dtype=dtype_of(cfg.param_dtype))
+            self.mlp = GatedMLP(cfg, rngs)
+        else:
+            self.mlp_norm = self.mlp = None
+
+    def __call__(self, x: Hidden, *, segment_ids: SegmentIds, prefix_mask: PrefixMask | None,
+                 state: dict | None) -> tuple[Hidden, dict]:
+        y, state = self.mixer(self.mixer_norm(x), segment_ids=segment_ids, prefix_mask=prefix_mask, state=state)
+        x = x + y
+        if self.mlp is not None:
+            x = x + self.mlp(self.mlp_norm(x))
+        return x, state
+
+    def step(self, x_t: HiddenStep, state: dict) -> tuple[HiddenStep, dict]:
+        y, state = self.mixer.step(self.mixer_norm(x_t), state)
+        x_t = x_t + y
+        if self.mlp is not None:
+            x_t = x_t + self.mlp(self.mlp_norm(x_t))
+        return x_t, state
+
+
+class LanguageModel(nnx.Module):
+    """A decoder language model over one of the three architectures.
+
+    Call it on tokens int[b t] for logits float32[b t v]; pass ``return_state=True`` to
+    also get the per-layer state after the last token, and ``state=`` to continue from one.
+    """
+
+    def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
+        if cfg.vocab_size is None:
+            raise ValueError("ModelConfig.vocab_size must be set (build_model fills it from the tokenizer)")
+        self.cfg = cfg
+        self.embed = nnx.Embed(cfg.vocab_size, cfg.d_model, dtype=dtype_of(cfg.dtype),
+                               param_dtype=dtype_of(cfg.param_dtype),
+                               embedding_init=nnx.initializers.normal(cfg.init_std), rngs=rngs)
+        self.blocks = nnx.List([Block(cfg, rngs) for _ in range(cfg.n_layers)])
+        self.final_norm = RMSNorm(cfg.d_model, param_dtype=dtype_of(cfg.param_dtype))
+        self.head = None if cfg.tie_embeddings else nnx.Linear(
+            cfg.d_model, cfg.vocab_size, use_bias=False, dtype=dtype_of(cfg.dtype),
+            param_dtype=dtype_of(cfg.param_dtype), kernel_init=nnx.initializers.normal(cfg.d_model**-0.5), rngs=rngs)
+
+    def init_state(self, batch_size: int, cache_len: int | None = None) -> list[dict]:
+        """Zero state for every layer (attention caches hold ``cache_len`` tokens)."""
+        return [block.mixer.init_state(batch_size, cache_len) for block in self.blocks]
+
+    def embed_tokens(self, tokens: Tokens) -> Hidden:
+        x = self.embed(tokens)
+        return x * jnp.sqrt(self.cfg.d_model).astype(x.dtype)
+
+    def logits(self, x: Array) -> Array:
+        x = self.final_norm(x)
+        if self.head is None:
+            out = jnp.einsum("...d,vd->...v", x, self.embed.embedding[...].astype(x.dtype),
+                             preferred_element_type=jnp.float32)
+        else:
+            out = self.head(x)
+        return out.astype(jnp.float32)
+
+    def __call__(self, tokens: Tokens, segment_ids: SegmentIds | None = None, prefix_mask: PrefixMask | None = None,
+                 *, state: list[dict] | None = None, return_state: bool = False,
+                 return_hidden: bool = False) -> Logits | tuple:
+        """Logits for every position.
+
+        Args:
+          tokens: int[b t] token ids.
+          segment_ids: int[b t] document ids of a packed row (0 = padding); None = one document.
+          prefix_mask: bool[b t], True over prompt prefixes that bidirectional layers may read
+            both ways; causal layers ignore it.
+          state: per-layer state to continue from (None = zeros, i.e. a fresh start).
+          return_state: also return the per-layer state after the last token.
+          return_hidden: also return the final hidden states (before the final norm).
+        """
+        if segment_ids is None:
+            segment_ids = jnp.ones(tokens.shape, jnp.int32)
+        x = self.embed_tokens(tokens)
+        states = state if state is not None else [None] * len(self.blocks)
+        if len(states) != len(self.blocks):
+            raise ValueError(f"state has {len(states)} layers, the model has {len(self.blocks)}")
+        new_states = []
+        for block, layer_state in zip(self.blocks, states):
+            x, layer_state = block(x, segment_ids=segment_ids, prefix_mask=prefix_mask, state=layer_state)
+            new_states.append(layer_state)
+        out = (self.logits(x),)
+        if return_state:
+            out += (new_states,)
+        if return_hidden:
+            out += (x,)
+        return out[0] if len(out) == 1 else out
+
+    def step(self, token: Array, state: list[dict]) -> tuple[Array, list[dict]]:
+        """One decoding step: token int[b] → (logits float32[b v], new state)."""
+        x = self.embed_tokens(token)
+        new_states = []
+        for block, layer_state in zip(self.blocks, state):
+            x, layer_state = block.step(x, layer_state)
+            new_states.append(layer_state)
+        return self.logits(x), new_states
+
+
+def count_parameters(model: nnx.Module) -> int:
+    return sum(x.size for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
+
+
+def state_size(model: LanguageModel, batch_size: int = 1, cache_len: int | None = None) -> int:
+    """Number of floats in the decoding state of one sequence (KV cache at ``cache_len`` for attention)."""
+    shapes = jax.eval_shape(lambda: model.init_state(batch_size, cache_len))
+    return sum(s.size for s in jax.tree.leaves(shapes) if jnp.issubdtype(s.dtype, jnp.floating))

@@ -1,0 +1,1 @@
+"""birdie_jax.train"""

@@ -1,0 +1,166 @@
+"""The training loop: data → jitted steps → metrics, evaluation, checkpoints, plots.
+
+``train(cfg)`` is the Python entry point behind ``birdie-jax train``. A run folder holds
+``config.yaml``, ``metrics.jsonl``, ``loss.png``, ``tb/`` and ``checkpoints/``.
+"""
+
+import dataclasses
+import math
+import os
+import time
+from typing import Any
+
+import jax
+import numpy as np
+from flax import nnx
+
+from birdie_jax.config import Config, config_to_yaml
+from birdie_jax.data.corpus import load_documents, split_documents
+from birdie_jax.data.pipeline import make_batch_iterator, make_eval_batches
+from birdie_jax.errors import BirdieError, CheckpointError, ConfigError
+from birdie_jax.models import build_model, count_parameters, state_size
+from birdie_jax.plotting import plot_loss_curve
+from birdie_jax.tokenizer import build_tokenizer
+from birdie_jax.training.checkpoint import Checkpointer, abstract_like
+from birdie_jax.training.metrics import MetricsWriter, Progress, read_metrics
+from birdie_jax.training.optim import learning_rate_schedule, make_optimizer
+from birdie_jax.training.step import evaluate, init_train_state, make_eval_step, make_train_step
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """What a finished (or stopped) run leaves behind."""
+
+    run_dir: str
+    step: int
+    final_loss: float
+    val_loss: float | None
+    params: nnx.State
+    model: nnx.Module
+
+
+def run_meta(cfg: Config, tokenizer) -> dict:
+    """Metadata stored with every checkpoint: enough to rebuild the model and check a resume."""
+    return {"config": cfg.to_dict(), "tokenizer": tokenizer.to_dict()}
+
+
+def check_compatible(saved: dict, cfg: Config, tokenizer, where: str) -> None:
+    """Refuses a checkpoint written for another model shape or tokenizer."""
+    saved_model = saved.get("config", {}).get("model")
+    ours = cfg.to_dict()["model"]
+    if saved_model is None:
+        raise CheckpointError(f"{where} holds no config metadata; it was not written by birdie_jax")
+    diff = [k for k in ours if saved_model.get(k) != ours[k] and not (k == "vocab_size" and ours[k] is None)]
+    if diff:
+        details = ", ".join(f"model.{k}: checkpoint {saved_model.get(k)!r} vs config {ours[k]!r}" for k in diff)
+        raise CheckpointError(f"{where} was written by another config ({details})")
+    if saved.get("tokenizer") != tokenizer.to_dict():
+        raise CheckpointError(f"{where} was written with another tokenizer: {saved.get('tokenizer')}")
+
+
+def to_device(batch: dict[str, np.ndarray]) -> dict[str, jax.Array]:
+    return {k: jax.numpy.asarray(v) for k, v in batch.items()}
+
+
+def train(cfg: Config, *, resume: bool = False, stop_after: int | None = None, quiet: bool = False) -> TrainResult:
+    """Trains ``cfg`` and returns the final state.
+
+    Args:
+      cfg: the experiment.
+      resume: continue from the latest checkpoint in ``cfg.train.run_dir`` (exactly: same
+        parameters, optimizer state, data position and RNG as an uninterrupted run).
+      stop_after: stop (after checkpointing) once this many steps are done, as if killed.
+      quiet: no progress output.
+    """
+    tcfg = cfg.train
+    run_dir = os.path.abspath(tcfg.run_dir)
+    tokenizer = build_tokenizer(cfg.data.tokenizer, num_sentinels=cfg.data.num_sentinels)
+    if cfg.model.vocab_size is not None and cfg.model.vocab_size < tokenizer.vocab_size:
+        raise ConfigError(f"model.vocab_size={cfg.model.vocab_size} is smaller than the tokenizer's "
+                          f"vocabulary ({tokenizer.vocab_size})")
+    documents = load_documents(cfg.data.corpus, fmt=cfg.data.format, text_field=cfg.data.text_field)
+    train_docs, val_docs = split_documents(documents, cfg.data.validation_fraction, cfg.seed)
+
+    checkpointer = Checkpointer(os.path.join(run_dir, "checkpoints"), keep=tcfg.keep_checkpoints)
+    existing = checkpointer.latest_step()
+    if existing is not None and not resume:
+        raise CheckpointError(f"{run_dir} already holds checkpoints (latest step {existing}); pass --resume to "
+                              "continue that run or choose another train.run_dir")
+    if resume and existing is None:
+        raise CheckpointError(f"--resume: no checkpoint in {run_dir}/checkpoints to resume from")
+    if resume:
+        check_compatible(checkpointer.read_meta(), cfg, tokenizer, f"{run_dir}/checkpoints")
+
+    model = build_model(cfg, seed=cfg.seed, vocab_size=tokenizer.vocab_size)
+    graphdef, params = nnx.split(model)
+    tx = make_optimizer(tcfg)
+    schedule = learning_rate_schedule(tcfg)
+    state = init_train_state(params, tx, cfg.seed)
+    iterator = make_batch_iterator(train_docs, tokenizer, seq_len=cfg.data.seq_len, batch_size=cfg.data.batch_size,
+                                   seed=cfg.seed, shuffle=cfg.data.shuffle, num_workers=cfg.data.num_workers)
+    if resume:
+        state = checkpointer.restore(abstract_like(state), iterator)
+    start = int(state["step"])
+
+    os.makedirs(run_dir, exist_ok=True)
+    with open(os.path.join(run_dir, "config.yaml"), "w", encoding="utf-8") as f:
+        f.write(config_to_yaml(cfg))
+    writer = MetricsWriter(run_dir, tensorboard=tcfg.tensorboard, wandb_project=cfg.name if tcfg.wandb else None,
+                           config=cfg.to_dict(), append=resume)
+    eval_batches = [to_device(b) for b in make_eval_batches(
+        val_docs, tokenizer, seq_len=cfg.data.seq_len, batch_size=cfg.data.batch_size,
+        num_batches=tcfg.eval_batches, seed=cfg.seed)] if tcfg.eval_every and tcfg.eval_batches else []
+    train_step, eval_step = make_train_step(graphdef, tx, schedule), make_eval_step(graphdef)
+    meta = run_meta(cfg, tokenizer)
+    progress = Progress(tcfg.steps, start, enabled=tcfg.progress and not quiet, log_every=tcfg.log_every)
+    if start == 0:
+        progress.note(f"{cfg.model.architecture}: {count_parameters(model):,} parameters, "
+                      f"state {state_size(model):,} floats/sequence; run folder {run_dir}")
+    del model, params
+
+    last_loss, val_loss, pending = math.nan, None, None
+    tokens_per_step = cfg.data.batch_size * cfg.data.seq_len
+    end = tcfg.steps if stop_after is None else min(stop_after, tcfg.steps)
+    try:
+        for step in range(start, end):
+            batch = to_device(next(iterator))
+            state, metrics = train_step(state, batch)
+            if pending is not None:  # read the previous step's metrics while this one runs
+                last_loss = _log_step(writer, progress, *pending, tokens_per_step, tcfg.log_every)
+            pending = (step + 1, metrics)
+            done = step + 1
+            if eval_batches and (done % tcfg.eval_every == 0 or done == tcfg.steps):
+                last_loss = _log_step(writer, progress, *pending, tokens_per_step, tcfg.log_every)
+                pending = None
+                val = evaluate(eval_step, state["params"], eval_batches)
+                val_loss = val["val_loss"]
+                writer.write(done, val)
+                progress.note(f"step {done}: validation loss {val_loss:.4f}, accuracy {val['val_accuracy']:.3f}")
+            if (tcfg.checkpoint_every and done % tcfg.checkpoint_every == 0) or done in (tcfg.steps, end):
+                if pending is not None:
+                    last_loss = _log_step(writer, progress, *pending, tokens_per_step, tcfg.log_every)
+                    pending = None
+                checkpointer.save(done, state, iterator, meta)
+        if pending is not None:
+            last_loss = _log_step(writer, progress, *pending, tokens_per_step, tcfg.log_every)
+    finally:
+        progress.close()
+        checkpointer.close()
+        writer.close()
+    records = read_metrics(writer.path)
+    if records:
+        plot_loss_curve(records, os.path.join(run_dir, "loss.png"), title=f"{cfg.name}: {cfg.model.architecture}")
+    final = nnx.merge(graphdef, state["params"])
+    return TrainResult(run_dir, int(state["step"]), last_loss, val_loss, state["params"], final)
+
+
+def _log_step(writer: MetricsWriter, progress: Progress, step: int, metrics: dict[str, Any],
+              tokens: int, log_every: int) -> float:
+    loss = float(metrics["loss"])
+    if not math.isfinite(loss):
+        raise BirdieError(f"loss became {loss} at step {step}; lower train.learning_rate or check the data "
+                          "(no checkpoint was written for this step)")
+    progress.update(step, loss, tokens)
+    if step % log_every == 0:
+        writer.write(step, {k: float(v) for k, v in metrics.items()} | {"time": time.time()})
+    return loss

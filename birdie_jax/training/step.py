@@ -1,0 +1,79 @@
+"""Pure, jitted train and eval steps over (graphdef, parameters).
+
+The train state is a plain pytree ``{"params", "opt_state", "step", "rng"}`` so that
+jit, donation, sharding and Orbax all see ordinary arrays.
+"""
+
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+
+from birdie_jax.data.layout import IGNORE_ID
+
+TrainState = dict[str, Any]
+Batch = dict[str, jax.Array]
+
+
+def token_losses(logits: jax.Array, targets: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Per-token cross-entropy float32[b t] and the label mask bool[b t] (targets != IGNORE)."""
+    mask = targets != IGNORE_ID
+    safe = jnp.where(mask, targets, 0)
+    losses = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), safe)
+    return jnp.where(mask, losses, 0.0), mask
+
+
+def batch_loss(graphdef: nnx.GraphDef, params: nnx.State, batch: Batch) -> tuple[jax.Array, dict]:
+    """Mean cross-entropy over the label tokens of the batch, plus counts."""
+    model = nnx.merge(graphdef, params)
+    prefix_mask = batch["region"] != 2 if "region" in batch else None
+    logits = model(batch["inputs"], batch["segment_ids"], prefix_mask)
+    losses, mask = token_losses(logits, batch["targets"])
+    n = jnp.maximum(mask.sum(), 1)
+    correct = (jnp.argmax(logits, -1) == batch["targets"]) & mask
+    return losses.sum() / n, {"label_tokens": mask.sum(), "accuracy": correct.sum() / n}
+
+
+def init_train_state(params: nnx.State, tx: optax.GradientTransformation, seed: int) -> TrainState:
+    return {"params": params, "opt_state": tx.init(params), "step": jnp.zeros((), jnp.int32),
+            "rng": jax.random.key_data(jax.random.key(seed))}
+
+
+def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation,
+                    schedule: optax.Schedule) -> Callable[[TrainState, Batch], tuple[TrainState, dict]]:
+    """A jitted step ``(state, batch) -> (state, metrics)`` that donates the old state."""
+
+    def train_step(state: TrainState, batch: Batch) -> tuple[TrainState, dict]:
+        (loss, aux), grads = jax.value_and_grad(batch_loss, argnums=1, has_aux=True)(graphdef, state["params"], batch)
+        updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
+        params = optax.apply_updates(state["params"], updates)
+        rng = jax.random.key_data(jax.random.fold_in(jax.random.wrap_key_data(state["rng"]), state["step"]))
+        metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads), "lr": schedule(state["step"]), **aux}
+        new_state = {"params": params, "opt_state": opt_state, "step": state["step"] + 1, "rng": rng}
+        return new_state, metrics
+
+    return jax.jit(train_step, donate_argnums=0)
+
+
+def make_eval_step(graphdef: nnx.GraphDef) -> Callable[[nnx.State, Batch], dict]:
+    """A jitted ``(params, batch) -> {"loss_sum", "label_tokens", "correct"}``."""
+
+    def eval_step(params: nnx.State, batch: Batch) -> dict:
+        loss, aux = batch_loss(graphdef, params, batch)
+        n = aux["label_tokens"]
+        return {"loss_sum": loss * n, "label_tokens": n, "correct": aux["accuracy"] * n}
+
+    return jax.jit(eval_step)
+
+
+def evaluate(eval_step, params: nnx.State, batches: list[Batch]) -> dict[str, float]:
+    """Token-weighted validation loss and greedy accuracy over fixed batches."""
+    totals = {"loss_sum": 0.0, "label_tokens": 0.0, "correct": 0.0}
+    for batch in batches:
+        out = eval_step(params, batch)
+        for k in totals:
+            totals[k] += float(out[k])
+    n = max(totals["label_tokens"], 1.0)
+    return {"val_loss": totals["loss_sum"] / n, "val_accuracy": totals["correct"] / n}

@@ -1,0 +1,1 @@
+"""Ready experiment configs, loadable by name with birdie_jax.load_config."""

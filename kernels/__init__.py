@@ -1,0 +1,1 @@
+"""Recurrence kernels, installed as ``birdie_jax.kernels``."""
