@@ -89,7 +89,11 @@ def _usage(msg: str) -> _UsageError:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    from absl import logging as absl_logging
+
     from birdie_jax.errors import BirdieError
+
+    absl_logging.set_verbosity(absl_logging.ERROR)  # Orbax's informational warnings are noise here
 
     handlers = {"train": _train, "generate": _generate, "info": _info}
     try:

@@ -14,8 +14,9 @@ import numpy as np
 from flax import nnx
 
 from birdie_jax.config import config_from_dict
-from birdie_jax.errors import CheckpointError, DataError
+from birdie_jax.errors import CheckpointError
 from birdie_jax.models import LanguageModel, build_model
+from birdie_jax.models.model import check_token_ids
 from birdie_jax.tokenizer import build_tokenizer
 from birdie_jax.training.checkpoint import Checkpointer, abstract_like, find_checkpoint_dir
 from birdie_jax.training.optim import make_optimizer
@@ -47,16 +48,6 @@ def load_checkpoint(path: str, step: int | None = None) -> LoadedRun:
     finally:
         checkpointer.close()
     return LoadedRun(cfg, tokenizer, nnx.merge(graphdef, state["params"]), int(state["step"]))
-
-
-def check_token_ids(tokens: np.ndarray, vocab_size: int, what: str = "tokens") -> None:
-    """Raises DataError naming the first id outside [0, vocab_size)."""
-    tokens = np.asarray(tokens)
-    bad = (tokens < 0) | (tokens >= vocab_size)
-    if bad.any():
-        index = tuple(int(i) for i in np.argwhere(bad)[0])
-        raise DataError(f"{what}: token id {int(tokens[index])} at index {index} is outside the vocabulary "
-                        f"[0, {vocab_size})")
 
 
 def sample_token(logits: jax.Array, key: jax.Array, temperature: float, top_k: int | None) -> jax.Array:

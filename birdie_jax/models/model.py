@@ -7,9 +7,11 @@ so the model's state is simply a list with one mixer state per layer.
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from birdie_jax.config import ModelConfig
+from birdie_jax.errors import DataError
 from birdie_jax.models.attention import Attention
 from birdie_jax.models.gated_ssm import GatedSSM
 from birdie_jax.models.hawk import HawkMixer
@@ -99,8 +101,11 @@ class LanguageModel(nnx.Module):
           return_state: also return the per-layer state after the last token.
           return_hidden: also return the final hidden states (before the final norm).
         """
+        check_token_ids(tokens, self.cfg.vocab_size)
         if segment_ids is None:
             segment_ids = jnp.ones(tokens.shape, jnp.int32)
+        elif segment_ids.shape != tokens.shape:
+            raise ValueError(f"segment_ids has shape {segment_ids.shape}, tokens {tokens.shape}")
         x = self.embed_tokens(tokens)
         states = state if state is not None else [None] * len(self.blocks)
         if len(states) != len(self.blocks):
@@ -118,12 +123,27 @@ class LanguageModel(nnx.Module):
 
     def step(self, token: Array, state: list[dict]) -> tuple[Array, list[dict]]:
         """One decoding step: token int[b] → (logits float32[b v], new state)."""
+        check_token_ids(token, self.cfg.vocab_size)
         x = self.embed_tokens(token)
         new_states = []
         for block, layer_state in zip(self.blocks, state):
             x, layer_state = block.step(x, layer_state)
             new_states.append(layer_state)
         return self.logits(x), new_states
+
+
+def check_token_ids(tokens, vocab_size: int, what: str = "tokens") -> None:
+    """Raises DataError naming the first id outside [0, vocab_size) (skipped inside jit)."""
+    if isinstance(tokens, jax.core.Tracer):
+        return
+    tokens = np.asarray(tokens)
+    if not np.issubdtype(tokens.dtype, np.integer):
+        raise DataError(f"{what} must be integer token ids, got dtype {tokens.dtype}")
+    bad = (tokens < 0) | (tokens >= vocab_size)
+    if bad.any():
+        index = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise DataError(f"{what}: token id {int(tokens[index])} at index {index} is outside the vocabulary "
+                        f"[0, {vocab_size})")
 
 
 def count_parameters(model: nnx.Module) -> int:

@@ -106,7 +106,7 @@ def train(cfg: Config, *, resume: bool = False, stop_after: int | None = None, q
     with open(os.path.join(run_dir, "config.yaml"), "w", encoding="utf-8") as f:
         f.write(config_to_yaml(cfg))
     writer = MetricsWriter(run_dir, tensorboard=tcfg.tensorboard, wandb_project=cfg.name if tcfg.wandb else None,
-                           config=cfg.to_dict(), append=resume)
+                           config=cfg.to_dict(), resume_step=start if resume else None)
     eval_batches = [to_device(b) for b in make_eval_batches(
         val_docs, tokenizer, seq_len=cfg.data.seq_len, batch_size=cfg.data.batch_size,
         num_batches=tcfg.eval_batches, seed=cfg.seed)] if tcfg.eval_every and tcfg.eval_batches else []
@@ -136,11 +136,13 @@ def train(cfg: Config, *, resume: bool = False, stop_after: int | None = None, q
                 val_loss = val["val_loss"]
                 writer.write(done, val)
                 progress.note(f"step {done}: validation loss {val_loss:.4f}, accuracy {val['val_accuracy']:.3f}")
+                progress.restart_clock()
             if (tcfg.checkpoint_every and done % tcfg.checkpoint_every == 0) or done in (tcfg.steps, end):
                 if pending is not None:
                     last_loss = _log_step(writer, progress, *pending, tokens_per_step, tcfg.log_every)
                     pending = None
                 checkpointer.save(done, state, iterator, meta)
+                progress.restart_clock()
         if pending is not None:
             last_loss = _log_step(writer, progress, *pending, tokens_per_step, tcfg.log_every)
     finally:

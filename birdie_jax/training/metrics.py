@@ -15,10 +15,16 @@ class MetricsWriter:
     """Writes one JSON object per record to ``metrics.jsonl`` and mirrors scalars elsewhere."""
 
     def __init__(self, run_dir: str, *, tensorboard: bool = True, wandb_project: str | None = None,
-                 config: dict | None = None, append: bool = False):
+                 config: dict | None = None, resume_step: int | None = None):
+        """``resume_step``: keep the records up to this step (a resumed run) instead of starting afresh."""
         os.makedirs(run_dir, exist_ok=True)
         self.path = os.path.join(run_dir, "metrics.jsonl")
-        self._file = open(self.path, "a" if append else "w", encoding="utf-8")
+        kept = []
+        if resume_step is not None and os.path.exists(self.path):
+            kept = [r for r in read_metrics(self.path) if r.get("step", 0) <= resume_step]
+        self._file = open(self.path, "w", encoding="utf-8")
+        for record in kept:  # records after the checkpoint belong to the lost part of the run
+            self._file.write(json.dumps(record) + "\n")
         self._tb = None
         if tensorboard:
             try:
@@ -89,6 +95,10 @@ class Progress:
             print(f"step {step}  loss {loss:.4f}  {rate:,.0f} tok/s", flush=True)
         if step % self.log_every == 0:
             self._last_time, self._tokens = now, 0
+
+    def restart_clock(self) -> None:
+        """Excludes evaluation and checkpoint time from the next tokens/s figure."""
+        self._last_time, self._tokens = time.perf_counter(), 0
 
     def note(self, text: str) -> None:
         if self.tty:

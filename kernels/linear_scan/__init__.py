@@ -1,1 +1,24 @@
-"""Linear recurrence h_t = a_t * h_{t-1} + b_t."""
+"""Linear recurrence h_t = a_t * h_{t-1} + b_t.
+
+``linear_scan(a, b, *, h0=None, reset=None, reverse=False, implementation=None)``
+returns ``(h, h_last)``; see :mod:`birdie_jax.kernels.linear_scan.api`.
+"""
+
+from .api import (
+    IMPLEMENTATION_NAMES,
+    ImplementationUnavailableError,
+    default_implementation,
+    linear_scan,
+)
+from .config import LinearScanConfig, default_config
+from .reference import linear_scan_reference
+
+__all__ = [
+    "IMPLEMENTATION_NAMES",
+    "ImplementationUnavailableError",
+    "LinearScanConfig",
+    "default_config",
+    "default_implementation",
+    "linear_scan",
+    "linear_scan_reference",
+]

@@ -1,0 +1,42 @@
+"""Shared fixtures: tiny models built once per session so XLA compiles each shape once."""
+
+import os
+
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+import jax  # noqa: E402
+import pytest  # noqa: E402
+from flax import nnx  # noqa: E402
+
+from birdie_jax.config import ModelConfig  # noqa: E402
+from birdie_jax.models import LanguageModel  # noqa: E402
+
+ARCHITECTURES = ("gated_ssm", "hawk", "transformer")
+TINY = dict(vocab_size=128, d_model=32, n_layers=2, state_dim=24, num_heads=2, head_dim=16, max_len=64)
+
+
+def tiny_model_config(architecture: str, **overrides) -> ModelConfig:
+    return ModelConfig(architecture=architecture, **{**TINY, **overrides})
+
+
+@pytest.fixture(scope="session")
+def tiny_models() -> dict[str, LanguageModel]:
+    """One tiny model per architecture, with random float32 parameters."""
+    return {arch: LanguageModel(tiny_model_config(arch), rngs=nnx.Rngs(params=i)) for i, arch in enumerate(ARCHITECTURES)}
+
+
+@pytest.fixture(scope="session")
+def jitted_forward(tiny_models):
+    """Per architecture: jitted (params, tokens, segment_ids, state) -> (logits, state)."""
+    out = {}
+    for arch, model in tiny_models.items():
+        graphdef, _ = nnx.split(model)
+
+        def forward(params, tokens, segment_ids, state, graphdef=graphdef):
+            return nnx.merge(graphdef, params)(tokens, segment_ids, state=state, return_state=True)
+
+        def step(params, token, state, graphdef=graphdef):
+            return nnx.merge(graphdef, params).step(token, state)
+
+        out[arch] = (jax.jit(forward), jax.jit(step))
+    return out
