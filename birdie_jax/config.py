@@ -185,6 +185,44 @@ class TrainConfig:
             raise ConfigError(f"train.min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
 
 
+MIXTURES = ("clm", "ul2", "ul2_decoder", "fixed", "birdie")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class MixtureConfig:
+    """Which pre-training objectives make the samples, and in what proportions.
+
+    On the command line ``mixture=ul2`` is short for ``mixture.name=ul2``.
+
+    Attributes:
+      name: ``clm`` (next-token prediction only), ``ul2`` (paper Table 5), ``ul2_decoder``
+        (NTP 60 / S 20 / R 10 / X 10), ``fixed`` (``weights``) or ``birdie`` (all 95
+        configurations, probabilities set by the reward-driven controller).
+      weights: for ``fixed``: weight per objective class (``infill: 2``, split equally over
+        the class's configurations) or per configuration name; unnamed ones get 0.
+      weights_file: a YAML file holding such a ``weights`` mapping (instead of ``weights``).
+      paradigm_tokens: add the class's paradigm token to each sample (None: on for
+        ``fixed``/``birdie``, UL2's R/X/S for ``ul2``/``ul2_decoder``, off for ``clm``).
+      paradigm_append_prob: probability the paradigm token goes at the end of the prefix.
+      val_rows_per_config: held-out rows per configuration for per-configuration validation.
+    """
+
+    name: str = "clm"
+    weights: dict[str, float] | None = None
+    weights_file: str | None = None
+    paradigm_tokens: bool | None = None
+    paradigm_append_prob: float = 0.5
+    val_rows_per_config: int = 2
+
+    def __post_init__(self):
+        _check_choice("mixture.name", self.name, MIXTURES)
+        if not 0.0 <= self.paradigm_append_prob <= 1.0:
+            raise ConfigError(f"mixture.paradigm_append_prob must be in [0, 1], got {self.paradigm_append_prob}")
+        _check_positive("mixture.val_rows_per_config", self.val_rows_per_config)
+        if self.weights is not None and any(w < 0 for w in self.weights.values()):
+            raise ConfigError(f"mixture.weights must be >= 0, got {self.weights}")
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Config:
     """A whole experiment: model, data and training, plus a name and the seed."""
@@ -194,6 +232,7 @@ class Config:
     model: ModelConfig = ModelConfig()
     data: DataConfig = DataConfig()
     train: TrainConfig = TrainConfig()
+    mixture: MixtureConfig = MixtureConfig()
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -224,6 +263,11 @@ def _coerce(field: str, value: Any, annotation: Any) -> Any:
             except ConfigError as e:
                 errors.append(str(e))
         raise errors[0] if len(errors) == 1 else ConfigError(f"{field}: {value!r} matches none of {annotation}")
+    if origin is dict:
+        key_type, value_type = typing.get_args(annotation)
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{field} must be a mapping, got {value!r}")
+        return {_coerce(f"{field} key", k, key_type): _coerce(f"{field}.{k}", v, value_type) for k, v in value.items()}
     if annotation is bool:
         if isinstance(value, bool):
             return value
@@ -261,7 +305,9 @@ def _coerce(field: str, value: Any, annotation: Any) -> Any:
     raise ConfigError(f"{field}: unsupported field type {annotation}")
 
 
-_SECTIONS = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig}
+_SECTIONS = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig, "mixture": MixtureConfig}
+# A section given a plain value sets this field of it (``mixture=ul2`` -> ``mixture.name=ul2``).
+_SECTION_SHORTHAND = {"mixture": "name"}
 
 
 def _field_types(cls: type) -> dict[str, Any]:
@@ -293,6 +339,8 @@ def _resolve_key(key: str, where: str) -> tuple[str | None, str]:
         if section not in _SECTIONS or field not in _field_types(_SECTIONS[section]):
             raise _unknown_key(key, where)
         return section, field
+    if key in _SECTION_SHORTHAND:
+        return key, _SECTION_SHORTHAND[key]
     if key in _field_types(Config) and key not in _SECTIONS:
         return None, key
     owners = [s for s, cls in _SECTIONS.items() if key in _field_types(cls)]
@@ -325,6 +373,8 @@ def config_from_dict(raw: Mapping[str, Any], *, where: str = "config", base: Con
         if key in _SECTIONS:
             if value is None:
                 value = {}
+            if key in _SECTION_SHORTHAND and not isinstance(value, Mapping):
+                value = {_SECTION_SHORTHAND[key]: value}
             if not isinstance(value, Mapping):
                 raise ConfigError(f"section {key!r} in {where} must be a mapping, got {value!r}")
             sections[key] = _build_section(_SECTIONS[key], key, value, getattr(base, key), where)
