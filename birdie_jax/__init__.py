@@ -7,12 +7,15 @@ Public API::
     logits = model(tokens, segment_ids=None, prefix_mask=None)
     logits, state = model(tokens, state=state, return_state=True)
     h, h_last = birdie_jax.kernels.linear_scan(a, b, h0=None, reset=None, reverse=False)
+    out = birdie_jax.generate(model, ["prompt one", "two"], 20, birdie_jax.Sampling(temperature=0.8))
 """
 
 from birdie_jax import kernels
 from birdie_jax.config import Config, DataConfig, ModelConfig, TrainConfig, load_config
 from birdie_jax.errors import BirdieError, CheckpointError, ConfigError, DataError
+from birdie_jax.generation import Generation, Sampling, Scores, generate, score
 from birdie_jax.models import LanguageModel, build_model, count_parameters, state_size
+from birdie_jax.prompts import jrt_prompt
 
 __version__ = "0.1.0"
 
@@ -31,6 +34,6 @@ def load_checkpoint(path, step=None):
     return _load(path, step)
 
 
-__all__ = ["BirdieError", "CheckpointError", "Config", "ConfigError", "DataConfig", "DataError", "LanguageModel",
-           "ModelConfig", "TrainConfig", "build_model", "count_parameters", "kernels", "load_checkpoint",
-           "load_config", "state_size", "train"]
+__all__ = ["BirdieError", "CheckpointError", "Config", "ConfigError", "DataConfig", "DataError", "Generation",
+           "LanguageModel", "ModelConfig", "Sampling", "Scores", "TrainConfig", "build_model", "count_parameters",
+           "generate", "jrt_prompt", "kernels", "load_checkpoint", "load_config", "score", "state_size", "train"]

@@ -22,10 +22,18 @@ def _parser() -> argparse.ArgumentParser:
 
     g = sub.add_parser("generate", help="continue a prompt with a trained model")
     g.add_argument("--checkpoint", required=True, help="run folder or its checkpoints/ subfolder")
-    g.add_argument("--prompt", required=True)
+    g.add_argument("--prompt", default=None, help="text to continue")
+    g.add_argument("--jrt", action="store_true", help="JRT-Prompt: read the context twice (needs --context, "
+                   "--question)")
+    g.add_argument("--template", choices=["qa", "kv", "squad"], default=None,
+                   help="prompt template for --context/--question (default with --jrt: qa)")
+    g.add_argument("--context", default=None, help="document for --jrt / --template")
+    g.add_argument("--question", default=None, help="question (qa, squad) or attribute key (kv)")
+    g.add_argument("--cloze", default=None, help="the question as a statement to complete (qa, squad)")
     g.add_argument("--max-new-tokens", type=int, default=200)
     g.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
     g.add_argument("--top-k", type=int, default=None)
+    g.add_argument("--top-p", type=float, default=None)
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
 
@@ -48,14 +56,27 @@ def _train(args) -> int:
 
 
 def _generate(args) -> int:
+    from birdie_jax.generation import Sampling
     from birdie_jax.inference import generate_text, load_checkpoint
+    from birdie_jax.prompts import jrt_prompt
 
     if args.max_new_tokens <= 0:
         raise _usage("--max-new-tokens must be > 0")
+    if args.jrt or args.template:
+        if args.context is None or args.question is None:
+            raise _usage("--jrt/--template need --context and --question")
+        prompt = jrt_prompt(args.template or "qa", context=args.context, question=args.question,
+                            cloze=args.cloze, repeat=args.jrt)
+    elif args.prompt is None:
+        raise _usage("give --prompt TEXT (or --context and --question with --jrt)")
+    else:
+        prompt = args.prompt
+    try:
+        sampling = Sampling(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, seed=args.seed)
+    except ValueError as e:
+        raise _usage(str(e)) from None
     run = load_checkpoint(args.checkpoint, args.step)
-    text = generate_text(run, args.prompt, args.max_new_tokens, temperature=args.temperature,
-                         top_k=args.top_k, seed=args.seed)
-    print(args.prompt + text)
+    print(prompt + generate_text(run, prompt, args.max_new_tokens, sampling))
     return 0
 
 

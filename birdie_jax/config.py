@@ -22,6 +22,7 @@ from birdie_jax.errors import ConfigError
 
 ARCHITECTURES = ("gated_ssm", "hawk", "transformer")
 DTYPES = ("float32", "bfloat16")
+BIDIRECTIONAL = ("none", "alternate", "all")
 
 
 def _check_choice(field: str, value: Any, choices: Sequence[str]) -> None:
@@ -56,6 +57,9 @@ class ModelConfig:
       dtype: compute dtype of matmuls (recurrences always run in float32).
       param_dtype: storage dtype of parameters.
       scan_implementation: force a ``linear_scan`` implementation (None: by backend).
+      bidirectional: ``none``, ``alternate`` (even-indexed layers, as in Birdie) or ``all``.
+        A bidirectional recurrent layer runs half its state channels in reverse over each
+        sample's prefix; a bidirectional attention layer uses prefix attention.
       init_std: standard deviation of the embedding initialiser.
     """
 
@@ -75,18 +79,26 @@ class ModelConfig:
     dtype: str = "float32"
     param_dtype: str = "float32"
     scan_implementation: str | None = None
+    bidirectional: str = "none"
     init_std: float = 0.02
 
     def __post_init__(self):
         _check_choice("model.architecture", self.architecture, ARCHITECTURES)
         _check_choice("model.dtype", self.dtype, DTYPES)
         _check_choice("model.param_dtype", self.param_dtype, DTYPES)
+        _check_choice("model.bidirectional", self.bidirectional, BIDIRECTIONAL)
+        if self.bidirectional != "none" and self.architecture != "transformer" and self.state_dim % 2:
+            raise ConfigError(f"model.state_dim must be even for bidirectional layers, got {self.state_dim}")
         for name in ("d_model", "n_layers", "state_dim", "num_heads", "head_dim", "conv_width", "max_len"):
             _check_positive(f"model.{name}", getattr(self, name))
         if self.vocab_size is not None:
             _check_positive("model.vocab_size", self.vocab_size)
         if self.mlp_expansion <= 0:
             raise ConfigError(f"model.mlp_expansion must be > 0, got {self.mlp_expansion}")
+
+    def layer_is_bidirectional(self, index: int) -> bool:
+        """Whether layer ``index`` reads prefixes both ways (Birdie: even-indexed layers)."""
+        return self.bidirectional == "all" or (self.bidirectional == "alternate" and index % 2 == 0)
 
     @property
     def mlp_hidden(self) -> int:

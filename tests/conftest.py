@@ -1,5 +1,6 @@
 """Shared fixtures: tiny models built once per session so XLA compiles each shape once."""
 
+import functools
 import os
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
@@ -40,3 +41,10 @@ def jitted_forward(tiny_models):
 
         out[arch] = (jax.jit(forward), jax.jit(step))
     return out
+
+
+@functools.lru_cache(maxsize=None)
+def tiny_lm(architecture: str, bidirectional: str = "none") -> LanguageModel:
+    """A tiny model over the byte tokenizer's vocabulary (384), built once per setting."""
+    return LanguageModel(tiny_model_config(architecture, vocab_size=384, bidirectional=bidirectional),
+                         rngs=nnx.Rngs(params=3))

@@ -29,7 +29,6 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from birdie_jax.kernels.linear_scan import api, config as config_lib, xla
 
@@ -45,10 +44,19 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+def _jaxlib_version() -> str:
+    try:
+        import jaxlib
+
+        return jaxlib.__version__
+    except (ImportError, AttributeError):
+        return "unknown"
+
+
 def machine_info() -> dict:
     return {
         "jax": jax.__version__,
-        "jaxlib": getattr(jax.lib, "__version__", None) or jax.__version__,
+        "jaxlib": _jaxlib_version(),
         "backend": jax.default_backend(),
         "devices": [str(d) for d in jax.devices()],
         "device_kind": jax.devices()[0].device_kind,
@@ -92,7 +100,7 @@ def implementations(backend: str, sweep: bool):
     cfg = config_lib.default_config(backend)
     rows = []
     for name in api.IMPLEMENTATION_NAMES:
-        if not api._is_available(name, backend):  # noqa: SLF001 - same package family
+        if not api.is_available(name, backend):
             continue
         rows.append((name, lambda a, b, name=name: api.linear_scan(a, b, implementation=name)))
     if sweep:

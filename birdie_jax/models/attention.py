@@ -1,9 +1,11 @@
 """Multi-head softmax attention with RoPE, segment masking and a KV cache.
 
 Training runs plain [t × t] attention restricted to the same segment and to earlier
-positions. With a state (a KV cache of fixed length ``s``) new tokens are written at the
+positions; a bidirectional (prefix-attention) layer also lets prefix positions of a sample
+see its whole prefix (spec §5.3: q may attend to k iff they share a segment and k ≤ q, or
+both are prefix positions). With a state (a KV cache of fixed length ``s``) new tokens are written at the
 row's fill level and attend over the cache, which serves chunked prefill and one-token
-decoding alike. State: ``{"k", "v": [b s h k], "segment": int32[b s] (0 = empty),
+decoding alike. State: ``{"k", "v": [b s h k], "segment": int32[b s] (0 = empty), "prefix": bool[b s],
 "length": int32[b], "next_position": int32[b], "current_segment": int32[b]}``.
 """
 
@@ -36,9 +38,21 @@ def attend(q: Array, k: Array, v: Array, mask: Array) -> Array:
     return jnp.einsum("bhts,bshk->bthk", weights, v)
 
 
+def attention_mask(q_seg: Array, k_seg: Array, q_index: Array, k_index: Array, q_prefix: Array | None,
+                   k_prefix: Array | None) -> Array:
+    """bool[b t s]: same segment and causal, or (prefix attention) both in the prefix."""
+    same = q_seg[:, :, None] == k_seg[:, None, :]
+    allowed = k_index[:, None, :] <= q_index[:, :, None]
+    if q_prefix is not None:
+        allowed |= q_prefix[:, :, None] & k_prefix[:, None, :]
+    # A query always sees itself, so padding rows stay finite (never NaN).
+    return (same & allowed) | (k_index[:, None, :] == q_index[:, :, None])
+
+
 class Attention(nnx.Module):
-    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
+    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs, *, bidirectional: bool = False):
         self.cfg = cfg
+        self.bidirectional = bidirectional
         inner = cfg.num_heads * cfg.head_dim
         self.qkv_proj = dense(cfg, cfg.d_model, 3 * inner, rngs)
         self.out_proj = dense(cfg, inner, cfg.d_model, rngs, scale=1.0 / cfg.n_layers)
@@ -48,7 +62,7 @@ class Attention(nnx.Module):
         shape = (batch, s, self.cfg.num_heads, self.cfg.head_dim)
         zeros = jnp.zeros((batch,), jnp.int32)
         return {"k": jnp.zeros(shape, dtype_of(self.cfg.dtype)), "v": jnp.zeros(shape, dtype_of(self.cfg.dtype)),
-                "segment": jnp.zeros((batch, s), jnp.int32), "length": zeros,
+                "segment": jnp.zeros((batch, s), jnp.int32), "prefix": jnp.zeros((batch, s), bool), "length": zeros,
                 "next_position": zeros, "current_segment": zeros + 1}
 
     def _project(self, x: Array) -> tuple[Array, Array, Array]:
@@ -60,41 +74,48 @@ class Attention(nnx.Module):
                  state: dict | None = None) -> tuple[Hidden, dict]:
         b, t, _ = x.shape
         q, k, v = self._project(x)
+        prefix = self._prefix(prefix_mask, segment_ids)
         if state is None:
             positions = positions_from_segments(segment_ids)
             q, k = (apply_rope(y, positions, self.cfg.rope_base) for y in (q, k))
-            idx = jnp.arange(t)
-            mask = (segment_ids[:, :, None] == segment_ids[:, None, :]) & (idx[None, :, None] >= idx[None, None, :])
-            mask |= jnp.eye(t, dtype=bool)[None]  # padding attends to itself: finite, never NaN
+            index = jnp.broadcast_to(jnp.arange(t), (b, t))
+            mask = attention_mask(segment_ids, segment_ids, index, index, prefix, prefix)
             out = attend(q, k, v, mask)
             state = self.init_state(b, max(t, self.cfg.max_len))
-            return self.out_proj(out.reshape(b, t, -1)), _write_cache(state, k, v, segment_ids, positions)
-        return self._attend_with_cache(q, k, v, segment_ids, state)
+            state = _write_cache(state, k, v, segment_ids, positions, prefix)
+            return self.out_proj(out.reshape(b, t, -1)), state
+        return self._attend_with_cache(q, k, v, segment_ids, prefix, state)
 
-    def _attend_with_cache(self, q, k, v, segment_ids, state):
+    def _prefix(self, prefix_mask: PrefixMask | None, segment_ids: SegmentIds) -> Array | None:
+        """Prefix flags if this layer uses prefix attention, else None (causal)."""
+        if not self.bidirectional:
+            return None
+        return jnp.zeros(segment_ids.shape, bool) if prefix_mask is None else prefix_mask.astype(bool)
+
+    def _attend_with_cache(self, q, k, v, segment_ids, prefix, state):
         b, t = segment_ids.shape
         # The chunk's first segment continues the cached one; later segments are new.
         seg = jnp.where(segment_ids == 0, 0, segment_ids - segment_ids[:, :1] + state["current_segment"][:, None])
         continuing = seg == state["current_segment"][:, None]
         positions = positions_from_segments(segment_ids) + jnp.where(continuing, state["next_position"][:, None], 0)
         q, k = (apply_rope(y, positions, self.cfg.rope_base) for y in (q, k))
-        state = _write_cache(state, k, v, seg, positions)
+        state = _write_cache(state, k, v, seg, positions, prefix)
         s = state["k"].shape[1]
         q_index = state["length"][:, None] - t + jnp.arange(t)[None]  # [b t]
-        k_index = jnp.arange(s)
-        mask = (seg[:, :, None] == state["segment"][:, None, :]) & (k_index[None, None, :] <= q_index[:, :, None])
-        mask |= k_index[None, None, :] == q_index[:, :, None]
+        k_index = jnp.broadcast_to(jnp.arange(s), (b, s))
+        k_prefix = None if prefix is None else state["prefix"]
+        mask = attention_mask(seg, state["segment"], q_index, k_index, prefix, k_prefix)
         out = attend(q, state["k"], state["v"], mask)
         return self.out_proj(out.reshape(b, t, -1)), state
 
     def step(self, x_t: HiddenStep, state: dict) -> tuple[HiddenStep, dict]:
         q, k, v = self._project(x_t[:, None])
         ones = jnp.ones((x_t.shape[0], 1), jnp.int32)
-        y, state = self._attend_with_cache(q, k, v, ones, state)
+        y, state = self._attend_with_cache(q, k, v, ones, self._prefix(None, ones), state)
         return y[:, 0], state
 
 
-def _write_cache(state: dict, k: Array, v: Array, seg: Array, positions: Array) -> dict:
+def _write_cache(state: dict, k: Array, v: Array, seg: Array, positions: Array, prefix: Array | None) -> dict:
     """Writes a chunk's keys/values at each row's fill level and advances the counters."""
     t = k.shape[1]
 
@@ -108,6 +129,7 @@ def _write_cache(state: dict, k: Array, v: Array, seg: Array, positions: Array) 
         "k": put_rows(state["k"], k, start),
         "v": put_rows(state["v"], v, start),
         "segment": put_rows(state["segment"], seg, start),
+        "prefix": put_rows(state["prefix"], jnp.zeros(seg.shape, bool) if prefix is None else prefix, start),
         "length": start + t,
         "next_position": positions[:, -1] + 1,
         "current_segment": jnp.where(last_seg == 0, state["current_segment"], last_seg),

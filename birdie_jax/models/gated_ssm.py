@@ -12,15 +12,16 @@ import numpy as np
 from flax import nnx
 
 from birdie_jax.config import ModelConfig
-from birdie_jax.kernels import linear_scan
-from birdie_jax.models.layers import dense, segment_starts
+from birdie_jax.models.bidirectional import recurrence, step_recurrence
+from birdie_jax.models.layers import dense
 from birdie_jax.array_types import Array, Hidden, HiddenStep, PrefixMask, SegmentIds
 
 
 class GatedSSM(nnx.Module):
-    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
+    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs, *, bidirectional: bool = False):
         n = cfg.state_dim
         self.cfg = cfg
+        self.bidirectional = bidirectional
         self.in_proj = dense(cfg, cfg.d_model, 3 * n, rngs)  # i, z, o
         # Forget-gate bias so that σ(b) spans [0.9, 0.999]: memories from ~10 to ~1000 tokens.
         self.forget_gate = dense(cfg, cfg.d_model, n, rngs, bias=True)
@@ -42,11 +43,11 @@ class GatedSSM(nnx.Module):
                  state: dict | None = None) -> tuple[Hidden, dict]:
         f, iz, o = self._gates(x)
         h0 = None if state is None else state["rnn"]
-        h, h_last = linear_scan(f, iz, h0=h0, reset=segment_starts(segment_ids),
-                                implementation=self.cfg.scan_implementation)
+        h, h_last = recurrence(f, iz, h0=h0, segment_ids=segment_ids, prefix_mask=prefix_mask,
+                               bidirectional=self.bidirectional, implementation=self.cfg.scan_implementation)
         return self.out_proj(o * h.astype(o.dtype)), {"rnn": h_last}
 
     def step(self, x_t: HiddenStep, state: dict) -> tuple[HiddenStep, dict]:
         f, iz, o = self._gates(x_t)
-        h = f * state["rnn"] + iz
+        h = step_recurrence(f, iz, state["rnn"], self.bidirectional)
         return self.out_proj(o * h.astype(o.dtype)), {"rnn": h}

@@ -12,9 +12,9 @@ import jax.numpy as jnp
 from flax import nnx
 
 from birdie_jax.config import ModelConfig
-from birdie_jax.kernels import linear_scan
+from birdie_jax.models.bidirectional import recurrence, step_recurrence
 from birdie_jax.models.conv import CausalConv1D
-from birdie_jax.models.layers import dense, dtype_of, segment_starts
+from birdie_jax.models.layers import dense, dtype_of
 from birdie_jax.array_types import Array, Hidden, HiddenStep, PrefixMask, SegmentIds
 
 SQRT_MAX_GRADIENT = 1000.0
@@ -56,9 +56,10 @@ class RGLRU(nnx.Module):
 
 
 class HawkMixer(nnx.Module):
-    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
+    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs, *, bidirectional: bool = False):
         n = cfg.state_dim
         self.cfg = cfg
+        self.bidirectional = bidirectional
         self.gate_proj = dense(cfg, cfg.d_model, n, rngs)
         self.in_proj = dense(cfg, cfg.d_model, n, rngs)
         self.conv = CausalConv1D(cfg, n, rngs)
@@ -75,13 +76,14 @@ class HawkMixer(nnx.Module):
         g = jax.nn.gelu(self.gate_proj(x))
         u, conv_state = self.conv(self.in_proj(x), segment_ids, None if state is None else state["conv"])
         a, bx = self.rg_lru.coefficients(u)
-        h, h_last = linear_scan(a, bx, h0=None if state is None else state["rnn"],
-                                reset=segment_starts(segment_ids), implementation=self.cfg.scan_implementation)
+        h, h_last = recurrence(a, bx, h0=None if state is None else state["rnn"], segment_ids=segment_ids,
+                               prefix_mask=prefix_mask, bidirectional=self.bidirectional,
+                               implementation=self.cfg.scan_implementation)
         return self.out_proj(g * h.astype(g.dtype)), {"rnn": h_last, "conv": conv_state}
 
     def step(self, x_t: HiddenStep, state: dict) -> tuple[HiddenStep, dict]:
         g = jax.nn.gelu(self.gate_proj(x_t))
         u, conv_state = self.conv.step(self.in_proj(x_t), state["conv"])
         a, bx = self.rg_lru.coefficients(u)
-        h = a * state["rnn"] + bx
+        h = step_recurrence(a, bx, state["rnn"], self.bidirectional)
         return self.out_proj(g * h.astype(g.dtype)), {"rnn": h, "conv": conv_state}

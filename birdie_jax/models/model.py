@@ -25,9 +25,9 @@ HAS_MLP = {"gated_ssm": False, "hawk": True, "transformer": True}
 class Block(nnx.Module):
     """x ← x + mixer(norm x); then, where the architecture has one, x ← x + MLP(norm x)."""
 
-    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
+    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs, *, bidirectional: bool = False):
         self.mixer_norm = RMSNorm(cfg.d_model, param_dtype=dtype_of(cfg.param_dtype))
-        self.mixer = MIXERS[cfg.architecture](cfg, rngs)
+        self.mixer = MIXERS[cfg.architecture](cfg, rngs, bidirectional=bidirectional)
         if HAS_MLP[cfg.architecture]:
             self.mlp_norm = RMSNorm(cfg.d_model, param_dtype=dtype_of(cfg.param_dtype))
             self.mlp = GatedMLP(cfg, rngs)
@@ -64,7 +64,8 @@ class LanguageModel(nnx.Module):
         self.embed = nnx.Embed(cfg.vocab_size, cfg.d_model, dtype=dtype_of(cfg.dtype),
                                param_dtype=dtype_of(cfg.param_dtype),
                                embedding_init=nnx.initializers.normal(cfg.init_std), rngs=rngs)
-        self.blocks = nnx.List([Block(cfg, rngs) for _ in range(cfg.n_layers)])
+        self.blocks = nnx.List([Block(cfg, rngs, bidirectional=cfg.layer_is_bidirectional(i))
+                                for i in range(cfg.n_layers)])
         self.final_norm = RMSNorm(cfg.d_model, param_dtype=dtype_of(cfg.param_dtype))
         self.head = None if cfg.tie_embeddings else nnx.Linear(
             cfg.d_model, cfg.vocab_size, use_bias=False, dtype=dtype_of(cfg.dtype),
@@ -102,11 +103,19 @@ class LanguageModel(nnx.Module):
           return_hidden: also return the final hidden states (before the final norm).
         """
         check_token_ids(tokens, self.cfg.vocab_size)
+        return self.apply_embedded(self.embed_tokens(tokens), segment_ids, prefix_mask, state=state,
+                                   return_state=return_state, return_hidden=return_hidden)
+
+    def apply_embedded(self, x: Hidden, segment_ids: SegmentIds | None = None, prefix_mask: PrefixMask | None = None,
+                       *, state: list[dict] | None = None, return_state: bool = False,
+                       return_hidden: bool = False) -> Logits | tuple:
+        """The model after the embedding (x float[b t d]); same arguments as ``__call__``."""
         if segment_ids is None:
-            segment_ids = jnp.ones(tokens.shape, jnp.int32)
-        elif segment_ids.shape != tokens.shape:
-            raise ValueError(f"segment_ids has shape {segment_ids.shape}, tokens {tokens.shape}")
-        x = self.embed_tokens(tokens)
+            segment_ids = jnp.ones(x.shape[:2], jnp.int32)
+        elif segment_ids.shape != x.shape[:2]:
+            raise ValueError(f"segment_ids has shape {segment_ids.shape}, tokens {x.shape[:2]}")
+        if prefix_mask is not None and prefix_mask.shape != x.shape[:2]:
+            raise ValueError(f"prefix_mask has shape {prefix_mask.shape}, tokens {x.shape[:2]}")
         states = state if state is not None else [None] * len(self.blocks)
         if len(states) != len(self.blocks):
             raise ValueError(f"state has {len(states)} layers, the model has {len(self.blocks)}")

@@ -46,7 +46,10 @@ class ImplementationUnavailableError(RuntimeError):
     """The requested implementation cannot run on the current backend."""
 
 
-def _is_available(name: str, backend: str) -> bool:
+def is_available(name: str, backend: Optional[str] = None) -> bool:
+    """Whether implementation ``name`` can run on ``backend`` (default: the current one)."""
+    backend = backend or jax.default_backend()
+    _check_name(name)
     if name == "pallas":
         if backend != "tpu":
             return False
@@ -92,7 +95,7 @@ def default_implementation(backend: Optional[str] = None) -> str:
     """The implementation ``implementation=None`` picks on ``backend``."""
     backend = backend or jax.default_backend()
     name = _BACKEND_DEFAULT.get(backend, _FALLBACK_DEFAULT)
-    if not _is_available(name, backend):
+    if not is_available(name, backend):
         return _FALLBACK_DEFAULT
     return name
 
@@ -196,7 +199,7 @@ def linear_scan(
 
     config = default_config(backend)
     for name in candidates:
-        if not _is_available(name, backend):
+        if not is_available(name, backend):
             message = f"linear_scan: implementation {name!r} is not available on backend {backend!r}"
             if strict:
                 raise ImplementationUnavailableError(message)

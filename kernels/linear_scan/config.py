@@ -27,7 +27,7 @@ class LinearScanConfig:
     """
 
     chunk_size: int = 64
-    chunk_unroll: int = 4
+    chunk_unroll: int = 2
     scan_unroll: int = 1
     block_t: int = 256
     block_d: int = 128
@@ -43,11 +43,13 @@ class LinearScanConfig:
             raise ValueError(f"LinearScanConfig.block_t must be a multiple of 8, got {self.block_t}")
 
 
-# Per-backend defaults. CPU: measured (chunk 64, unroll 4 was the fastest forward and
-# forward+backward at B=8, T=4096, D=512 on 2 cores; per-iteration latency makes
-# lax.scan unroll > 1 slower on CPU). TPU/GPU: unmeasured starting points.
+# Per-backend defaults. CPU: measured with tools/bench_scan.py --sweep (B=8, T=4096,
+# D=512 f32, 2 cores): chunk 32-128 with unroll 1-4 are all within run-to-run noise
+# (~0.9-1.4x copy bandwidth forward); 256 is clearly slower, unroll 8 a bit slower and
+# slower to compile. lax.scan gets slower with unroll > 1 on CPU (per-step latency).
+# TPU/GPU: unmeasured starting points.
 DEFAULT_CONFIGS: Dict[str, LinearScanConfig] = {
-    "cpu": LinearScanConfig(chunk_size=64, chunk_unroll=4, scan_unroll=1),
+    "cpu": LinearScanConfig(chunk_size=64, chunk_unroll=2, scan_unroll=1),
     "gpu": LinearScanConfig(chunk_size=128, chunk_unroll=8, scan_unroll=128),
     "tpu": LinearScanConfig(chunk_size=128, chunk_unroll=8, scan_unroll=128, block_t=256, block_d=128),
 }

@@ -1,0 +1,249 @@
+"""Batched generation and log-likelihood scoring over the one state contract.
+
+Prompt layout. A model trained on prefix-LM samples (Birdie, UL2, fixed mixtures) reads
+the prompt as a *prefix* — ``prompt + [BG]``, bidirectional layers reading the prompt both
+ways — and generates after BG. A model trained with plain next-token prediction reads
+``[BG] + prompt`` causally. ``prompt_as_prefix=None`` picks the first for bidirectional
+models and the second otherwise.
+
+Generation prefills every prompt through the full-sequence path (returning each layer's
+state), then decodes with ``model.step`` inside one jitted ``lax.scan``: constant memory
+for recurrent models, a KV cache for attention. Prompts of different lengths are left-padded
+with segment 0, which every mixer ignores, so each row equals its prompt alone.
+"""
+
+import dataclasses
+import functools
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from birdie_jax.data.layout import IGNORE_ID, layout_sample
+from birdie_jax.errors import DataError
+from birdie_jax.models import LanguageModel
+from birdie_jax.models.model import check_token_ids
+
+
+@dataclasses.dataclass(frozen=True)
+class Sampling:
+    """How the next token is chosen.
+
+    Attributes:
+      temperature: 0 = greedy (argmax); otherwise softmax(logits / temperature).
+      top_k: keep only the k most likely tokens (None: all).
+      top_p: keep the smallest set of tokens whose probability reaches p (None: all).
+      seed: PRNG seed of the sampling.
+      stop_ids: token ids that end a row's generation (the stop token is kept).
+    """
+
+    temperature: float = 0.0
+    top_k: int | None = None
+    top_p: float | None = None
+    seed: int = 0
+    stop_ids: tuple[int, ...] = ()
+
+    def __post_init__(self):
+        if self.temperature < 0:
+            raise ValueError(f"Sampling.temperature must be >= 0, got {self.temperature}")
+        if self.top_k is not None and self.top_k < 1:
+            raise ValueError(f"Sampling.top_k must be >= 1, got {self.top_k}")
+        if self.top_p is not None and not 0 < self.top_p <= 1:
+            raise ValueError(f"Sampling.top_p must be in (0, 1], got {self.top_p}")
+
+
+@dataclasses.dataclass
+class Generation:
+    """Generated ids per prompt (up to and including a stop id) and, if asked, their logits."""
+
+    tokens: list[np.ndarray]
+    logits: np.ndarray | None = None  # float32[b n v]: the distribution each token was drawn from
+
+
+def sample_next(logits: jax.Array, key: jax.Array, sampling: Sampling) -> jax.Array:
+    """int32[b] drawn from logits float32[b v] according to ``sampling``."""
+    if sampling.temperature == 0:
+        return jnp.argmax(logits, axis=-1).astype(jnp.int32)
+    logits = logits.astype(jnp.float32) / sampling.temperature
+    if sampling.top_k is not None:
+        kth = jax.lax.top_k(logits, min(sampling.top_k, logits.shape[-1]))[0][..., -1:]
+        logits = jnp.where(logits < kth, -jnp.inf, logits)
+    if sampling.top_p is not None:
+        order = jnp.argsort(-logits, axis=-1)
+        sorted_logits = jnp.take_along_axis(logits, order, axis=-1)
+        probs = jax.nn.softmax(sorted_logits, axis=-1)
+        # Drop a token when the tokens ranked before it already reach top_p.
+        drop_sorted = (jnp.cumsum(probs, axis=-1) - probs) >= sampling.top_p
+        drop = jnp.zeros_like(drop_sorted).at[jnp.arange(logits.shape[0])[:, None], order].set(drop_sorted)
+        logits = jnp.where(drop, -jnp.inf, logits)
+    return jax.random.categorical(key, logits, axis=-1).astype(jnp.int32)
+
+
+def _default_tokenizer(tokenizer):
+    if tokenizer is not None:
+        return tokenizer
+    from birdie_jax.tokenizer import build_tokenizer
+
+    return build_tokenizer("byte")
+
+
+def _as_ids(prompt, tokenizer) -> np.ndarray:
+    ids = tokenizer.encode(prompt) if isinstance(prompt, str) else np.asarray(prompt, np.int32)
+    if ids.ndim != 1:
+        raise DataError(f"each prompt must be a string or a 1-D array of token ids, got shape {ids.shape}")
+    return ids.astype(np.int32)
+
+
+def prompt_layout(prompt: np.ndarray, bg_id: int, as_prefix: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(tokens int32[t], prefix_mask bool[t]) that put a model at the start of its answer."""
+    if as_prefix:
+        sample = layout_sample(prompt, np.zeros(1, np.int32), bg_id=bg_id)  # prompt + [BG]
+        return sample["inputs"], sample["region"] != 2
+    tokens = np.concatenate([[bg_id], prompt]).astype(np.int32)
+    return tokens, np.zeros(len(tokens), bool)
+
+
+def left_pad(rows: Sequence[np.ndarray], masks: Sequence[np.ndarray], pad_id: int, length: int | None = None):
+    """Left-pads rows to one length: (tokens [b t], segment_ids [b t] with 0 on padding, prefix_mask)."""
+    length = length or max(len(r) for r in rows)
+    tokens = np.full((len(rows), length), pad_id, np.int32)
+    segments = np.zeros((len(rows), length), np.int32)
+    prefix = np.zeros((len(rows), length), bool)
+    for i, (row, mask) in enumerate(zip(rows, masks)):
+        tokens[i, length - len(row):] = row
+        segments[i, length - len(row):] = 1
+        prefix[i, length - len(row):] = mask
+    return tokens, segments, prefix
+
+
+def _bucket(n: int, multiple: int = 64) -> int:
+    """Rounds a length up so that similar prompts share one compiled function."""
+    return -(-n // multiple) * multiple
+
+
+def _prefix_default(model: LanguageModel, prompt_as_prefix: bool | None) -> bool:
+    return model.cfg.bidirectional != "none" if prompt_as_prefix is None else prompt_as_prefix
+
+
+def generate(model: LanguageModel, prompts: Sequence, max_new_tokens: int, sampling: Sampling | None = None, *,
+             tokenizer=None, prompt_as_prefix: bool | None = None, return_logits: bool = False) -> Generation:
+    """Continues a batch of prompts (strings or token-id arrays) of any lengths.
+
+    Args:
+      model: a :class:`LanguageModel`.
+      prompts: strings (encoded with ``tokenizer``) or 1-D int arrays.
+      max_new_tokens: decoding steps.
+      sampling: greedy by default; the tokenizer's EOS is added to the stop ids.
+      tokenizer: supplies BG/PAD/EOS ids and encodes strings (default: the byte tokenizer).
+      prompt_as_prefix: prompt + [BG] (prefix LM) or [BG] + prompt (causal LM); None: by model.
+      return_logits: also return the logits each token was drawn from.
+    """
+    if max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+    if not len(prompts):
+        raise ValueError("generate needs at least one prompt")
+    tokenizer = _default_tokenizer(tokenizer)
+    sampling = sampling or Sampling()
+    special = tokenizer.special
+    sampling = dataclasses.replace(sampling, stop_ids=tuple(sorted({*sampling.stop_ids, special.eos})))
+    as_prefix = _prefix_default(model, prompt_as_prefix)
+    laid_out = [prompt_layout(_as_ids(p, tokenizer), special.bg, as_prefix) for p in prompts]
+    for i, (row, _) in enumerate(laid_out):
+        check_token_ids(row, model.cfg.vocab_size, f"prompt {i}")
+    tokens, segments, prefix = left_pad([r for r, _ in laid_out], [m for _, m in laid_out], special.pad,
+                                        _bucket(max(len(r) for r, _ in laid_out)))
+    graphdef, params = nnx.split(model)
+    out_tokens, out_logits = _generate_jit(graphdef, params, jnp.asarray(tokens), jnp.asarray(segments),
+                                           jnp.asarray(prefix), jax.random.key(sampling.seed), max_new_tokens,
+                                           sampling, special.pad, return_logits)
+    out_tokens = np.asarray(out_tokens)
+    rows = []
+    for row in out_tokens:
+        stops = np.flatnonzero(np.isin(row, sampling.stop_ids))
+        rows.append(row[: stops[0] + 1] if len(stops) else row)
+    return Generation(rows, np.asarray(out_logits) if return_logits else None)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 6, 7, 8, 9))
+def _generate_jit(graphdef, params, tokens, segments, prefix, key, max_new_tokens: int, sampling: Sampling,
+                  pad_id: int, return_logits: bool):
+    model = nnx.merge(graphdef, params)
+    batch, length = tokens.shape
+    state = model.init_state(batch, length + max_new_tokens)
+    logits, state = model(tokens, segments, prefix, state=state, return_state=True)
+    stop_ids = jnp.asarray(sampling.stop_ids, jnp.int32)
+
+    def decode_one(carry, _):
+        logits, state, key, done = carry
+        key, sub = jax.random.split(key)
+        token = jnp.where(done, pad_id, sample_next(logits, sub, sampling))
+        done = done | jnp.isin(token, stop_ids)
+        next_logits, state = model.step(token, state)
+        return (next_logits, state, key, done), (token, logits if return_logits else jnp.zeros((batch, 0)))
+
+    carry = (logits[:, -1], state, key, jnp.zeros((batch,), bool))
+    _, (out_tokens, out_logits) = jax.lax.scan(decode_one, carry, None, length=max_new_tokens)
+    return out_tokens.T, jnp.swapaxes(out_logits, 0, 1)
+
+
+@dataclasses.dataclass
+class Scores:
+    """Log-likelihood of each continuation: total, per token, and its token count."""
+
+    sum_logprob: np.ndarray
+    mean_logprob: np.ndarray
+    num_tokens: np.ndarray
+
+
+def score(model: LanguageModel, contexts: Sequence, continuations: Sequence, *, tokenizer=None,
+          prompt_as_prefix: bool | None = None, batch_size: int = 16) -> Scores:
+    """log p(continuation | context) for each pair, batched (multiple-choice evaluation).
+
+    The context is laid out as a generation prompt would be (prefix + [BG], or [BG] +
+    context) and only continuation tokens are scored.
+    """
+    if len(contexts) != len(continuations):
+        raise ValueError(f"{len(contexts)} contexts but {len(continuations)} continuations")
+    tokenizer = _default_tokenizer(tokenizer)
+    as_prefix = _prefix_default(model, prompt_as_prefix)
+    bg = tokenizer.special.bg
+    rows = []
+    for i, (context, continuation) in enumerate(zip(contexts, continuations)):
+        context, continuation = _as_ids(context, tokenizer), _as_ids(continuation, tokenizer)
+        if len(continuation) == 0:
+            raise DataError(f"continuation {i} is empty")
+        if as_prefix:
+            sample = layout_sample(context, continuation, bg_id=bg)
+        else:
+            sample = layout_sample(np.zeros(0, np.int32), np.concatenate([context, continuation]), bg_id=bg)
+            sample["targets"][: len(context)] = IGNORE_ID
+        check_token_ids(sample["inputs"], model.cfg.vocab_size, f"context/continuation {i}")
+        rows.append(sample)
+    graphdef, params = nnx.split(model)
+    totals, counts = [], []
+    for start in range(0, len(rows), batch_size):
+        chunk = rows[start:start + batch_size]
+        length = _bucket(max(len(r["inputs"]) for r in chunk))
+        tokens = np.full((len(chunk), length), tokenizer.special.pad, np.int32)
+        targets = np.full((len(chunk), length), IGNORE_ID, np.int32)
+        segments = np.zeros((len(chunk), length), np.int32)
+        prefix = np.zeros((len(chunk), length), bool)
+        for i, r in enumerate(chunk):
+            n = len(r["inputs"])
+            tokens[i, :n], targets[i, :n], segments[i, :n], prefix[i, :n] = r["inputs"], r["targets"], 1, r["region"] != 2
+        total, count = _score_jit(graphdef, params, *map(jnp.asarray, (tokens, segments, prefix, targets)))
+        totals.append(np.asarray(total))
+        counts.append(np.asarray(count))
+    total, count = np.concatenate(totals), np.concatenate(counts)
+    return Scores(total, total / np.maximum(count, 1), count)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _score_jit(graphdef, params, tokens, segments, prefix, targets):
+    logits = nnx.merge(graphdef, params)(tokens, segments, prefix)
+    logprobs = jax.nn.log_softmax(logits, axis=-1)
+    mask = targets != IGNORE_ID
+    picked = jnp.take_along_axis(logprobs, jnp.where(mask, targets, 0)[..., None], axis=-1)[..., 0]
+    return jnp.where(mask, picked, 0.0).sum(-1), mask.sum(-1)
