@@ -155,9 +155,10 @@ def generate(model: LanguageModel, prompts: Sequence, max_new_tokens: int, sampl
     tokens, segments, prefix = left_pad([r for r, _ in laid_out], [m for _, m in laid_out], special.pad,
                                         _bucket(max(len(r) for r, _ in laid_out)))
     graphdef, params = nnx.split(model)
-    out_tokens, out_logits = _generate_jit(graphdef, params, jnp.asarray(tokens), jnp.asarray(segments),
-                                           jnp.asarray(prefix), jax.random.key(sampling.seed), max_new_tokens,
-                                           sampling, special.pad, return_logits)
+    logits, state = prefill(graphdef, params, jnp.asarray(tokens), jnp.asarray(segments), jnp.asarray(prefix),
+                            cache_len=tokens.shape[1] + max_new_tokens)
+    out_tokens, out_logits, _ = decode(graphdef, params, logits, state, jax.random.key(sampling.seed),
+                                       max_new_tokens, sampling, special.pad, return_logits)
     out_tokens = np.asarray(out_tokens)
     rows = []
     for row in out_tokens:
@@ -166,13 +167,27 @@ def generate(model: LanguageModel, prompts: Sequence, max_new_tokens: int, sampl
     return Generation(rows, np.asarray(out_logits) if return_logits else None)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 6, 7, 8, 9))
-def _generate_jit(graphdef, params, tokens, segments, prefix, key, max_new_tokens: int, sampling: Sampling,
-                  pad_id: int, return_logits: bool):
+@functools.partial(jax.jit, static_argnums=0, static_argnames="cache_len")
+def prefill(graphdef, params, tokens, segments, prefix, *, cache_len: int):
+    """Runs prompts [b t] through the full-sequence path: (last logits [b v], state).
+
+    Attention caches are sized ``cache_len``; recurrent states have a fixed size.
+    """
     model = nnx.merge(graphdef, params)
-    batch, length = tokens.shape
-    state = model.init_state(batch, length + max_new_tokens)
+    state = model.init_state(tokens.shape[0], cache_len)
     logits, state = model(tokens, segments, prefix, state=state, return_state=True)
+    return logits[:, -1], state
+
+
+@functools.partial(jax.jit, static_argnums=(0, 5, 6, 7, 8), donate_argnums=3)
+def decode(graphdef, params, logits, state, key, num_tokens: int, sampling: Sampling, pad_id: int,
+           return_logits: bool):
+    """``num_tokens`` decoding steps in one ``lax.scan``; rows stop at a stop id (then emit pad).
+
+    Returns (tokens int32[b n], logits float32[b n v] or [b n 0], final state).
+    """
+    model = nnx.merge(graphdef, params)
+    batch = logits.shape[0]
     stop_ids = jnp.asarray(sampling.stop_ids, jnp.int32)
 
     def decode_one(carry, _):
@@ -183,9 +198,9 @@ def _generate_jit(graphdef, params, tokens, segments, prefix, key, max_new_token
         next_logits, state = model.step(token, state)
         return (next_logits, state, key, done), (token, logits if return_logits else jnp.zeros((batch, 0)))
 
-    carry = (logits[:, -1], state, key, jnp.zeros((batch,), bool))
-    _, (out_tokens, out_logits) = jax.lax.scan(decode_one, carry, None, length=max_new_tokens)
-    return out_tokens.T, jnp.swapaxes(out_logits, 0, 1)
+    carry = (logits, state, key, jnp.zeros((batch,), bool))
+    (_, state, _, _), (out_tokens, out_logits) = jax.lax.scan(decode_one, carry, None, length=num_tokens)
+    return out_tokens.T, jnp.swapaxes(out_logits, 0, 1), state
 
 
 @dataclasses.dataclass

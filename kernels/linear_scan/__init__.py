@@ -8,6 +8,7 @@ from .api import (
     IMPLEMENTATION_NAMES,
     ImplementationUnavailableError,
     default_implementation,
+    is_available,
     linear_scan,
 )
 from .config import LinearScanConfig, default_config
@@ -19,6 +20,7 @@ __all__ = [
     "LinearScanConfig",
     "default_config",
     "default_implementation",
+    "is_available",
     "linear_scan",
     "linear_scan_reference",
 ]
