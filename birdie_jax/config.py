@@ -20,7 +20,7 @@ import yaml
 
 from birdie_jax.errors import ConfigError
 
-ARCHITECTURES = ("gated_ssm", "hawk", "transformer")
+ARCHITECTURES = ("gated_ssm", "hawk", "transformer", "mamba2")
 DTYPES = ("float32", "bfloat16")
 BIDIRECTIONAL = ("none", "alternate", "all")
 
@@ -42,7 +42,8 @@ class ModelConfig:
 
     Attributes:
       architecture: ``gated_ssm`` (fused gated linear recurrence, no MLP), ``hawk``
-        (RG-LRU recurrent block + gated MLP) or ``transformer`` (softmax attention + MLP).
+        (RG-LRU recurrent block + gated MLP), ``transformer`` (softmax attention + MLP) or
+        ``mamba2`` (Mamba-2 / SSD mixer, no MLP).
       vocab_size: token vocabulary; ``None`` takes the tokenizer's (rounded to 128).
       d_model: residual width.
       n_layers: number of residual blocks.
@@ -61,6 +62,11 @@ class ModelConfig:
         A bidirectional recurrent layer runs half its state channels in reverse over each
         sample's prefix; a bidirectional attention layer uses prefix attention.
       init_std: standard deviation of the embedding initialiser.
+      mamba_expand: Mamba-2 inner width d_inner = expand · d_model.
+      mamba_head_dim: Mamba-2 head width P (heads H = d_inner / P).
+      mamba_d_state: Mamba-2 state size N per head.
+      mamba_groups: Mamba-2 groups G sharing B and C (H must be a multiple of G).
+      mamba_chunk: chunk length Q of the chunked SSD algorithm.
     """
 
     architecture: str = "hawk"
@@ -81,12 +87,26 @@ class ModelConfig:
     scan_implementation: str | None = None
     bidirectional: str = "none"
     init_std: float = 0.02
+    mamba_expand: int = 2
+    mamba_head_dim: int = 64
+    mamba_d_state: int = 128
+    mamba_groups: int = 1
+    mamba_chunk: int = 256
 
     def __post_init__(self):
         _check_choice("model.architecture", self.architecture, ARCHITECTURES)
         _check_choice("model.dtype", self.dtype, DTYPES)
         _check_choice("model.param_dtype", self.param_dtype, DTYPES)
         _check_choice("model.bidirectional", self.bidirectional, BIDIRECTIONAL)
+        for name in ("mamba_expand", "mamba_head_dim", "mamba_d_state", "mamba_groups", "mamba_chunk"):
+            _check_positive(f"model.{name}", getattr(self, name))
+        if self.architecture == "mamba2":
+            inner = self.mamba_expand * self.d_model
+            if inner % self.mamba_head_dim or (inner // self.mamba_head_dim) % self.mamba_groups:
+                raise ConfigError(f"mamba2: d_inner = mamba_expand·d_model = {inner} must split into heads of "
+                                  f"mamba_head_dim={self.mamba_head_dim}, a multiple of mamba_groups={self.mamba_groups}")
+            if self.bidirectional != "none":
+                raise ConfigError("model.bidirectional is not available for mamba2 (Gated SSM, Hawk, Transformer)")
         if self.bidirectional != "none" and self.architecture != "transformer" and self.state_dim % 2:
             raise ConfigError(f"model.state_dim must be even for bidirectional layers, got {self.state_dim}")
         for name in ("d_model", "n_layers", "state_dim", "num_heads", "head_dim", "conv_width", "max_len"):

@@ -18,8 +18,14 @@ from birdie_jax.models.hawk import HawkMixer
 from birdie_jax.models.layers import GatedMLP, RMSNorm, dtype_of
 from birdie_jax.array_types import Array, Hidden, HiddenStep, Logits, PrefixMask, SegmentIds, Tokens
 
-MIXERS = {"gated_ssm": GatedSSM, "hawk": HawkMixer, "transformer": Attention}
-HAS_MLP = {"gated_ssm": False, "hawk": True, "transformer": True}
+def _mamba2(cfg: ModelConfig, rngs: nnx.Rngs, *, bidirectional: bool = False):
+    from birdie_jax.models.mamba2 import Mamba2Mixer  # noqa: PLC0415 — keeps the SSD kernel import lazy
+
+    return Mamba2Mixer(cfg, rngs, bidirectional=bidirectional)
+
+
+MIXERS = {"gated_ssm": GatedSSM, "hawk": HawkMixer, "transformer": Attention, "mamba2": _mamba2}
+HAS_MLP = {"gated_ssm": False, "hawk": True, "transformer": True, "mamba2": False}
 
 
 class Block(nnx.Module):
