@@ -37,6 +37,10 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
 
+    from birdie_jax.objectives.show import add_objectives_parser
+
+    add_objectives_parser(sub)
+
     i = sub.add_parser("info", help="show a config, its parameter count and state size")
     i.add_argument("--config", required=True)
     i.add_argument("--json", action="store_true")
@@ -116,7 +120,9 @@ def main(argv: list[str] | None = None) -> int:
 
     absl_logging.set_verbosity(absl_logging.ERROR)  # Orbax's informational warnings are noise here
 
-    handlers = {"train": _train, "generate": _generate, "info": _info}
+    from birdie_jax.objectives.show import run_objectives
+
+    handlers = {"train": _train, "generate": _generate, "info": _info, "objectives": run_objectives}
     try:
         return handlers[args.command](args)
     except (BirdieError, _UsageError) as e:

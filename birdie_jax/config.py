@@ -231,7 +231,8 @@ class MixtureConfig:
         (NTP 60 / S 20 / R 10 / X 10), ``fixed`` (``weights``) or ``birdie`` (all 95
         configurations, probabilities set by the reward-driven controller).
       weights: for ``fixed``: weight per objective class (``infill: 2``, split equally over
-        the class's configurations) or per configuration name; unnamed ones get 0.
+        the class's configurations) or per configuration name; unnamed ones get 0. With
+        neither ``weights`` nor ``weights_file``, ``fixed`` weights every class equally.
       weights_file: a YAML file holding such a ``weights`` mapping (instead of ``weights``).
       paradigm_tokens: add the class's paradigm token to each sample (None: on for
         ``fixed``/``birdie``, UL2's R/X/S for ``ul2``/``ul2_decoder``, off for ``clm``).

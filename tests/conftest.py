@@ -12,8 +12,11 @@ from flax import nnx  # noqa: E402
 from birdie_jax.config import ModelConfig  # noqa: E402
 from birdie_jax.models import LanguageModel  # noqa: E402
 
-ARCHITECTURES = ("gated_ssm", "hawk", "transformer")
-TINY = dict(vocab_size=128, d_model=32, n_layers=2, state_dim=24, num_heads=2, head_dim=16, max_len=64)
+ARCHITECTURES = ("gated_ssm", "hawk", "transformer")  # every one also has bidirectional layers
+CAUSAL_ONLY_ARCHITECTURES = ("mamba2",)  # no bidirectional variant (config rejects it)
+ALL_ARCHITECTURES = ARCHITECTURES + CAUSAL_ONLY_ARCHITECTURES
+TINY = dict(vocab_size=128, d_model=32, n_layers=2, state_dim=24, num_heads=2, head_dim=16, max_len=64,
+            mamba_head_dim=8, mamba_d_state=8, mamba_chunk=4)
 
 
 def tiny_model_config(architecture: str, **overrides) -> ModelConfig:
@@ -22,8 +25,9 @@ def tiny_model_config(architecture: str, **overrides) -> ModelConfig:
 
 @pytest.fixture(scope="session")
 def tiny_models() -> dict[str, LanguageModel]:
-    """One tiny model per architecture, with random float32 parameters."""
-    return {arch: LanguageModel(tiny_model_config(arch), rngs=nnx.Rngs(params=i)) for i, arch in enumerate(ARCHITECTURES)}
+    """One tiny model per architecture (causal-only ones included), with random float32 parameters."""
+    return {arch: LanguageModel(tiny_model_config(arch), rngs=nnx.Rngs(params=i))
+            for i, arch in enumerate(ALL_ARCHITECTURES)}
 
 
 @pytest.fixture(scope="session")

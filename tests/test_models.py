@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import ARCHITECTURES, tiny_model_config
+from conftest import ALL_ARCHITECTURES, tiny_model_config
 from flax import nnx
 
 from birdie_jax.errors import DataError
@@ -30,7 +30,7 @@ def _fresh_state(model):
     return model.init_state(B, 64)
 
 
-@pytest.mark.parametrize("arch", ARCHITECTURES)
+@pytest.mark.parametrize("arch", ALL_ARCHITECTURES)
 def test_full_sequence_equals_step_by_step(arch, tiny_models, jitted_forward):
     model = tiny_models[arch]
     forward, step = jitted_forward[arch]
@@ -47,7 +47,7 @@ def test_full_sequence_equals_step_by_step(arch, tiny_models, jitted_forward):
         np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("arch", ARCHITECTURES)
+@pytest.mark.parametrize("arch", ALL_ARCHITECTURES)
 def test_packed_document_equals_document_alone(arch, tiny_models):
     model = tiny_models[arch]
     tokens = _tokens(1)
@@ -57,7 +57,7 @@ def test_packed_document_equals_document_alone(arch, tiny_models):
         np.testing.assert_allclose(packed[0, start:stop], alone[0], atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("arch", ARCHITECTURES)
+@pytest.mark.parametrize("arch", ALL_ARCHITECTURES)
 def test_other_documents_do_not_change_outputs(arch, tiny_models):
     model = tiny_models[arch]
     tokens = _tokens(2)
@@ -67,7 +67,7 @@ def test_other_documents_do_not_change_outputs(arch, tiny_models):
     np.testing.assert_array_equal(a[0, 4:9], b[0, 4:9])
 
 
-@pytest.mark.parametrize("arch", ARCHITECTURES)
+@pytest.mark.parametrize("arch", ALL_ARCHITECTURES)
 def test_two_halves_with_carried_state_equal_one_pass(arch, tiny_models, jitted_forward):
     model = tiny_models[arch]
     forward, _ = jitted_forward[arch]
@@ -83,7 +83,7 @@ def test_two_halves_with_carried_state_equal_one_pass(arch, tiny_models, jitted_
             np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("arch", ["gated_ssm", "hawk"])
+@pytest.mark.parametrize("arch", ["gated_ssm", "hawk", "mamba2"])
 def test_recurrent_state_is_constant_size(arch, tiny_models):
     model = tiny_models[arch]
     short = state_size(model, cache_len=16)
@@ -96,6 +96,8 @@ def test_state_sizes_and_parameter_counts(tiny_models):
     assert state_size(tiny_models["gated_ssm"]) == layers * n
     assert state_size(tiny_models["hawk"]) == layers * (n + (width - 1) * n)
     assert state_size(tiny_models["transformer"], cache_len=10) == layers * 2 * 10 * 2 * 16
+    heads, head_dim, d_state, conv_dim = 64 // 8, 8, 8, 64 + 2 * 8  # d_inner = 2·32, one group
+    assert state_size(tiny_models["mamba2"]) == layers * (heads * head_dim * d_state + (width - 1) * conv_dim)
     for model in tiny_models.values():
         assert count_parameters(model) > 128 * 32
 
@@ -134,6 +136,9 @@ def test_weight_decay_mask_spares_gates_norms_biases(tiny_models):
             assert any("forget_gate" in p for p in flat)
         if arch == "hawk":
             assert any("a_param" in p for p in flat)
+        if arch == "mamba2":
+            for name in ("A_log", "dt_bias", "'D'"):
+                assert any(name in p for p in flat) and not any(decays for p, decays in flat.items() if name in p)
 
 
 def test_out_of_vocabulary_token_is_a_clear_error(tiny_models):
@@ -141,10 +146,11 @@ def test_out_of_vocabulary_token_is_a_clear_error(tiny_models):
         tiny_models["hawk"](jnp.asarray([[1, 500]]))
 
 
-@pytest.mark.parametrize("arch", ARCHITECTURES)
+@pytest.mark.parametrize("arch", ALL_ARCHITECTURES)
 def test_bfloat16_compute_keeps_float32_logits_and_recurrence(arch):
     model = LanguageModel(tiny_model_config(arch, dtype="bfloat16"), rngs=nnx.Rngs(0))
     logits, state = model(_tokens(), return_state=True)
     assert logits.dtype == jnp.float32 and bool(jnp.isfinite(logits).all())
     if arch != "transformer":
-        assert all(s["rnn"].dtype == jnp.float32 for s in state)
+        key = "ssm" if arch == "mamba2" else "rnn"
+        assert all(s[key].dtype == jnp.float32 for s in state)

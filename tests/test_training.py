@@ -82,3 +82,16 @@ def test_checkpoint_loads_for_generation(uninterrupted):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     text = generate_text(run, "The ", max_new_tokens=5)
     assert isinstance(text, str)
+
+
+@pytest.mark.parametrize("mixture", ["ul2", "fixed"])
+def test_objective_mixtures_train_end_to_end(tmp_path, mixture):
+    cfg = _cfg(tmp_path, "train.steps=3", f"mixture={mixture}", "data.seq_len=128", "train.eval_every=3",
+               "mixture.val_rows_per_config=1")
+    result = train(cfg, quiet=True)
+    assert result.step == 3 and np.isfinite(result.final_loss)
+    with open(os.path.join(tmp_path, "metrics.jsonl")) as f:
+        records = [json.loads(line) for line in f]
+    assert any(k.startswith("loss/") for r in records for k in r)
+    evals = [r for r in records if "val_loss" in r]
+    assert evals and any(k.startswith("val_loss/") for k in evals[-1])

@@ -4,8 +4,8 @@ Compilation is timed separately from the steady state (median of --repeats timed
 after a warm-up). Batches are random tokens of the config's shape, so the figure is the
 step's cost alone, not the data pipeline's.
 
-    python tools/bench_train.py                       # default + every *_tiny config
-    python tools/bench_train.py --configs default hawk_small --steps 5
+    python tools/bench_train.py                  # the default config under each architecture
+    python tools/bench_train.py --configs default hawk_small --architectures hawk --repeats 3
 """
 
 import argparse
@@ -37,6 +37,7 @@ def random_batch(cfg, vocab_size: int, seed: int) -> dict:
 
 def bench_config(name: str, repeats: int, overrides: list[str]) -> dict:
     cfg = load_config(name, *overrides)
+    name = f"{name} ({cfg.model.architecture})"
     model = build_model(cfg, seed=0)
     graphdef, params = nnx.split(model)
     tx = make_optimizer(cfg.train)
@@ -62,16 +63,20 @@ def bench_config(name: str, repeats: int, overrides: list[str]) -> dict:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--configs", nargs="*", default=["default", "gated_ssm_tiny", "hawk_tiny", "transformer_tiny"])
+    p.add_argument("--configs", nargs="*", default=["default"])
+    p.add_argument("--architectures", nargs="*", default=["gated_ssm", "hawk", "transformer"],
+                   help="run each config under each of these architectures (none given: as configured)")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--out", default="bench_results/bench_train.json")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="applied to every config")
     args = p.parse_args(argv)
     results = []
-    for name in args.configs:
-        r = bench_config(name, args.repeats, args.overrides)
+    runs = [(name, [f"model.architecture={arch}"] if arch else []) for name in args.configs
+            for arch in (args.architectures or [None])]
+    for name, arch_override in runs:
+        r = bench_config(name, args.repeats, [*arch_override, *args.overrides])
         results.append(r)
-        print(f"{r['config']:<18} {r['architecture']:<12} {r['parameters']:>12,} params  "
+        print(f"{r['config']:<26} {r['architecture']:<12} {r['parameters']:>12,} params  "
               f"compile {r['compile_s']:6.1f}s  step {r['step_ms']:9.1f} ms  {r['tokens_per_s']:>10,.0f} tok/s",
               flush=True)
     machine = {"jax": jax.__version__, "backend": jax.default_backend(), "devices": str(jax.devices()),

@@ -67,10 +67,9 @@ class BirdieController:
         self.warmup_end = warmup_end(self.total_steps, config)
         self._eval_set = frozenset(self.evaluation_steps)
 
-        key = jax.random.key(seed)
-        key, init_key = jax.random.split(key)
-        self._params = init_critic(init_key, n, config)
+        self._params = init_critic(seed, n, config)
         self._opt_state = make_critic_optimizer(config).init(self._params)
+        key = jax.random.key(seed)
         self._opt_treedef = jax.tree.structure(self._opt_state)
         self._key = np.asarray(jax.random.key_data(key))
         h = config.history_capacity
@@ -78,7 +77,8 @@ class BirdieController:
         self._action_rows = np.zeros((h, n), np.float32)
         self._reward_rows = np.zeros((h, n), np.float32)
         self._probs = np.asarray(uniform_class_action(self.onehot), np.float32)
-        self._prev_loss = np.zeros((n,), np.float32)
+        self._prev_loss = np.zeros((n,), np.float32)  # finite (stored in the history)
+        self._prev_loss_raw = np.zeros((n,), np.float32)  # as measured (for the reward)
         self._last_reward = np.zeros((n,), np.float32)
         self._length = 0
         self._last_step = -1
@@ -139,14 +139,6 @@ class BirdieController:
         self._has_prev = True
         self._last_step = step
         return self.probabilities
-
-    @property
-    def _prev_loss_raw(self) -> np.ndarray:
-        return getattr(self, "_raw_prev", self._prev_loss)
-
-    @_prev_loss_raw.setter
-    def _prev_loss_raw(self, value: np.ndarray) -> None:
-        self._raw_prev = value
 
     def _append(self, loss: np.ndarray, action: np.ndarray, r: np.ndarray) -> None:
         capacity = self.config.history_capacity - 1  # one slot stays free for candidate scoring
@@ -215,7 +207,7 @@ class BirdieController:
     # ------------------------------------------------------------------ checkpointing
 
     def state_dict(self) -> dict[str, Any]:
-        """The whole controller state: a pytree of arrays (scalars as 0-d int64 arrays) that
+        """The whole controller state: a pytree of arrays (scalars as 0-d int32 arrays) that
         Orbax ``StandardSave`` writes; restore with ``StandardRestore`` against a fresh
         controller's ``state_dict()`` (same arms, total_steps and config) and pass the result
         to :meth:`load_state_dict`. The arrays are copies or immutable JAX arrays."""
@@ -232,9 +224,9 @@ class BirdieController:
             "rng": self._key.copy(),
             "probs": self._probs.copy(),
             "prev_loss": self._prev_loss.copy(),
-            "prev_loss_raw": np.asarray(self._prev_loss_raw, np.float32).copy(),
+            "prev_loss_raw": self._prev_loss_raw.copy(),
             "last_reward": self._last_reward.copy(),
-            "scalars": {k: np.asarray(v, np.int64) for k, v in scalars.items()},
+            "scalars": {k: np.asarray(v, np.int32) for k, v in scalars.items()},
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -246,9 +238,11 @@ class BirdieController:
                            ("total_steps", self.total_steps)):
             if scalars[name] != mine:
                 raise ValueError(f"controller state has {name}={scalars[name]}, this controller {mine}")
-        self._params = jax.tree.map(lambda a: jax.numpy.asarray(a), dict(state["critic_params"]))
+        # Through NumPy: Orbax restores device-committed arrays, which would make the jitted
+        # update compile a second time (same trace, another cache entry).
+        self._params = jax.tree.map(_fresh_array, dict(state["critic_params"]))
         opt = state["critic_opt_state"]
-        leaves = [jax.numpy.asarray(opt[k]) for k in sorted(opt)]
+        leaves = [_fresh_array(opt[k]) for k in sorted(opt)]
         self._opt_state = jax.tree.unflatten(self._opt_treedef, leaves)
         history = state["history"]
         self._loss_rows = np.array(history["loss"], np.float32)
@@ -263,6 +257,10 @@ class BirdieController:
         self._has_prev, self._dropped_rows = bool(scalars["has_prev"]), scalars["dropped_rows"]
         self._updates, self._explored = scalars["updates"], bool(scalars["explored"])
         self._last_info = {}
+
+
+def _fresh_array(x) -> jax.Array:
+    return jax.numpy.asarray(np.asarray(x))
 
 
 def _as_probabilities(p) -> np.ndarray:

@@ -33,29 +33,43 @@ def _rms_norm(x: Array, scale: Array, eps: float = 1e-6) -> Array:
     return x * jax.lax.rsqrt(jnp.mean(x * x, axis=-1, keepdims=True) + eps) * scale
 
 
-def init_critic(key: Array, num_arms: int, cfg: ControllerConfig) -> Params:
-    """Random critic parameters (fan-in scaled truncated normal; forget gates σ(b) ∈ [0.9, 0.999])."""
+def _dense_init(rng: np.random.Generator, shape: tuple[int, ...], scale: float = 1.0) -> np.ndarray:
+    """Fan-in scaled truncated normal (±2σ), as ``variance_scaling(scale, "fan_in", "truncated_normal")``."""
+    x = rng.standard_normal(shape)
+    bad = np.abs(x) > 2
+    while bad.any():
+        x[bad] = rng.standard_normal(int(bad.sum()))
+        bad = np.abs(x) > 2
+    return (x * np.sqrt(scale / shape[-2]) / 0.87962566103423978).astype(np.float32)
+
+
+def init_critic(seed: int | np.random.Generator, num_arms: int, cfg: ControllerConfig) -> Params:
+    """Random critic parameters from a NumPy seed (instant: no compilation).
+
+    Dense kernels: fan-in scaled truncated normal (the output projections scaled by
+    1/layers); biases 0; block and final norms 1; input norms ``cfg.input_norm_init``;
+    forget-gate biases so that σ(b) spans [0.9, 0.999] across the state channels.
+    """
+    rng = np.random.default_rng(seed)
     n, d, s, layers = num_arms, cfg.critic_width, cfg.critic_state, cfg.critic_layers
-    keys = jax.random.split(key, 5)
-    dense = jax.nn.initializers.variance_scaling(1.0, "fan_in", "truncated_normal")
-    out_init = jax.nn.initializers.variance_scaling(1.0 / layers, "fan_in", "truncated_normal")
     keep = np.linspace(0.9, 0.999, s)
-    return {
-        "loss_norm": jnp.full((n,), cfg.input_norm_init, jnp.float32),
-        "action_norm": jnp.full((n,), cfg.input_norm_init, jnp.float32),
-        "embed_kernel": dense(keys[0], (2 * n, d), jnp.float32),
-        "embed_bias": jnp.zeros((d,), jnp.float32),
+    params = {
+        "loss_norm": np.full((n,), cfg.input_norm_init),
+        "action_norm": np.full((n,), cfg.input_norm_init),
+        "embed_kernel": _dense_init(rng, (2 * n, d)),
+        "embed_bias": np.zeros((d,)),
         "blocks": {
-            "norm": jnp.ones((layers, d), jnp.float32),
-            "in_kernel": jax.vmap(lambda k: dense(k, (d, 3 * s), jnp.float32))(jax.random.split(keys[1], layers)),
-            "forget_kernel": jax.vmap(lambda k: dense(k, (d, s), jnp.float32))(jax.random.split(keys[2], layers)),
-            "forget_bias": jnp.tile(jnp.asarray(np.log(keep / (1 - keep)), jnp.float32), (layers, 1)),
-            "out_kernel": jax.vmap(lambda k: out_init(k, (s, d), jnp.float32))(jax.random.split(keys[3], layers)),
+            "norm": np.ones((layers, d)),
+            "in_kernel": _dense_init(rng, (layers, d, 3 * s)),
+            "forget_kernel": _dense_init(rng, (layers, d, s)),
+            "forget_bias": np.tile(np.log(keep / (1 - keep)), (layers, 1)),
+            "out_kernel": _dense_init(rng, (layers, s, d), 1.0 / layers),
         },
-        "final_norm": jnp.ones((d,), jnp.float32),
-        "head_kernel": dense(keys[4], (d, n), jnp.float32),
-        "head_bias": jnp.zeros((n,), jnp.float32),
+        "final_norm": np.ones((d,)),
+        "head_kernel": _dense_init(rng, (d, n)),
+        "head_bias": np.zeros((n,)),
     }
+    return jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), params)
 
 
 def _embed(params: Params, loss: Array, action: Array) -> Array:

@@ -31,7 +31,7 @@ def reward(old_loss, new_loss) -> Array:
     new = jnp.asarray(new_loss, jnp.float32)
     d = (new - old) / (old + 1e-8)
     r = jnp.clip(-100.0 * _E * jnp.tanh(_E * jnp.sqrt(old * new) * d**3), -1.0, 1.0)
-    return jnp.where(jnp.isnan(r), 0.0, r)
+    return jnp.where(jnp.isnan(r), 0.0, r) + 0.0  # + 0.0 turns −0 into 0
 
 
 def class_index(arm_classes: Sequence[str]) -> tuple[tuple[str, ...], np.ndarray]:

@@ -5,6 +5,7 @@ rows ``length`` traced), so a run compiles it once however long its history grow
 controller with an equal config and arm count shares that compilation.
 """
 
+import collections
 import functools
 
 import jax
@@ -17,12 +18,13 @@ from birdie_jax.controller.exploration import exploration_action
 from birdie_jax.controller.reward import class_normalised_score
 from birdie_jax.controller.selection import generate_candidates, select_action
 
-_TRACE_COUNT = [0]
+_TRACE_COUNTS: collections.Counter = collections.Counter()
 
 
-def update_trace_count() -> int:
-    """How many times :func:`controller_update` has been traced (= compiled) in this process."""
-    return _TRACE_COUNT[0]
+def update_trace_count(cfg: ControllerConfig | None = None) -> int:
+    """How many times :func:`controller_update` has been traced (each trace is a compilation)
+    in this process: in all, or for one config."""
+    return sum(_TRACE_COUNTS.values()) if cfg is None else _TRACE_COUNTS[cfg]
 
 
 @functools.partial(jax.jit, static_argnames=("cfg",))
@@ -48,7 +50,7 @@ def controller_update(params, opt_state, loss_rows: Array, action_rows: Array, r
       ``critic_action`` float32[n], ``critic_mse`` float32[critic_steps] (MSE before each
       step) and ``predicted_score`` (mean class-normalised score of the top candidates).
     """
-    _TRACE_COUNT[0] += 1  # Python side effect: runs only while tracing
+    _TRACE_COUNTS[cfg] += 1  # a Python side effect: runs only while tracing
     key = jax.random.wrap_key_data(key_data)
     k_train, k_candidates, k_explore, k_coin = jax.random.split(key, 4)
     mask = jnp.arange(loss_rows.shape[0]) < length

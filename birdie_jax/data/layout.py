@@ -5,12 +5,17 @@ For prefix p and labels y (length n >= 1):
     inputs  = p + [BG] + y[:-1]            [len(p) + n]
     targets = [IGNORE] * len(p) + y        [len(p) + n]
     region  = 1 0 ... 0 (prefix) 2 ... 2   [len(p) + n]
+    arm_ids = arm_id on every position      [len(p) + n]
 
 BG sits at position c = len(p) and predicts y[0]; position c + j predicts y[j].
 Region 2 marks the causal part (BG and every label slot): the reverse scan of
 bidirectional layers is gated off there, so no label can leak (spec §5.4). Region 1
 marks the first position of a sample with a non-empty prefix (informational; resets
 come from segment ids).
+
+``arm_id`` tags the sample with the objective configuration that made it (an index into
+the mixture's arms, see :class:`birdie_jax.objectives.Mixture`; -1 = unknown), so the
+training loop can report the loss per objective.
 
 Example (paper): p = 4 5 6, y = 7 8 9 -> inputs 4 5 6 BG 7 8, targets - - - 7 8 9,
 region 1 0 0 2 2 2.
@@ -29,9 +34,9 @@ REGION_CAUSAL = 2
 
 
 def layout_sample(
-    prefix: np.ndarray | list[int], labels: np.ndarray | list[int], *, bg_id: int
+    prefix: np.ndarray | list[int], labels: np.ndarray | list[int], *, bg_id: int, arm_id: int = -1
 ) -> dict[str, np.ndarray]:
-    """(prefix [P], labels [N]) -> {"inputs" [P+N] int32, "targets" [P+N] int32, "region" [P+N] int8}.
+    """(prefix [P], labels [N]) -> {"inputs", "targets" [P+N] int32, "region" [P+N] int8, "arm_ids" [P+N] int32}.
 
     Raises ValueError if labels is empty (every sample must train on >= 1 token).
     """
@@ -48,4 +53,5 @@ def layout_sample(
     region[:c] = REGION_PREFIX
     if c:
         region[0] = REGION_PREFIX_START
-    return {"inputs": inputs, "targets": targets, "region": region}
+    arm_ids = np.full(c + labels.size, arm_id, np.int32)
+    return {"inputs": inputs, "targets": targets, "region": region, "arm_ids": arm_ids}

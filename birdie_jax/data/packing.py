@@ -9,7 +9,9 @@ about and to restore). No token is dropped or duplicated.
 
 Row fields, all [seq_len] int32: ``inputs``, ``targets`` (IGNORE = -100 = no loss),
 ``segment_ids`` (1, 2, ... per sample; 0 = padding), ``positions`` (0, 1, ... per
-segment; 0 on padding) and ``region`` (2 on padding).
+segment; 0 on padding), ``region`` (2 on padding) and ``arm_ids`` (the sample's
+objective configuration, see :func:`~birdie_jax.data.layout.layout_sample`; -1 on
+padding and for samples without one).
 
 Checkpoint state is ``{"parent": <parent state before the document holding the
 next unconsumed sample>, "skip": <samples of that document already packed>}``: a
@@ -29,7 +31,7 @@ from birdie_jax.data.layout import IGNORE_ID, REGION_CAUSAL
 
 Sample = dict[str, np.ndarray]
 Row = dict[str, np.ndarray]
-ROW_FIELDS = ("inputs", "targets", "segment_ids", "positions", "region")
+ROW_FIELDS = ("inputs", "targets", "segment_ids", "positions", "region", "arm_ids")
 
 
 def padding_row(seq_len: int, pad_id: int) -> Row:
@@ -40,6 +42,7 @@ def padding_row(seq_len: int, pad_id: int) -> Row:
         "segment_ids": np.zeros(seq_len, np.int32),
         "positions": np.zeros(seq_len, np.int32),
         "region": np.full(seq_len, REGION_CAUSAL, np.int32),
+        "arm_ids": np.full(seq_len, -1, np.int32),
     }
 
 
@@ -53,6 +56,7 @@ def pack_row(samples: Sequence[Sample], seq_len: int, pad_id: int) -> Row:
         row["inputs"][start:end] = sample["inputs"]
         row["targets"][start:end] = sample["targets"]
         row["region"][start:end] = sample["region"]
+        row["arm_ids"][start:end] = sample.get("arm_ids", -1)
         row["segment_ids"][start:end] = seg
         row["positions"][start:end] = np.arange(n, dtype=np.int32)
         start = end

@@ -5,13 +5,17 @@ Stages (spec §5, engineering note §1 "Grain")::
     MapDataset.source(documents)
       -> shuffle(seed)                 (if shuffle; reshuffled every epoch)
       -> repeat(num_epochs)            (None = forever)
-      -> tokenize + EOS, sample_transform, layout_sample   (per stream index i)
+      -> tokenize + EOS                (per stream index i, kept with the tokens)
       -> [shard_index::shard_count]    (multi-host: one slice per process)
-      -> to_iter_dataset -> pack (next fit, in order) -> batch -> mp_prefetch
+      -> to_iter_dataset (tokenizing in prefetch threads)
+      -> sample_transform + layout_sample  (data/samples.py: when the packer needs the document)
+      -> pack (next fit, in order) -> batch -> mp_prefetch
 
 The map is lazy, so only this shard's documents are tokenized; it sits before the
 slice so that each document's rng depends on its global stream index, not on the
-shard count.
+shard count. The transform runs in the consumer's thread (in the worker with
+``num_workers > 0``), so a live transform's new parameters (e.g. mixture
+probabilities set between training steps) apply to every document read afterwards.
 
 **sample_transform contract.** ``sample_transform(tokens, rng) -> list[(prefix, labels)]``:
 
@@ -19,9 +23,14 @@ shard count.
 * ``rng``: ``np.random.default_rng([seed, i])`` where i is the document's index in
   the shuffled, repeated stream, so the output is reproducible and independent of
   the number of workers; a document seen in a later epoch gets a fresh rng;
-* returns zero or more (prefix [P] int32, labels [N] int32) pairs with N >= 1 and
-  P + N <= seq_len (the laid-out length; ValueError otherwise). Each pair becomes one
-  packed segment via :func:`~birdie_jax.data.layout.layout_sample`.
+* returns zero or more (prefix [P] int32, labels [N] int32) pairs, or
+  (prefix, labels, arm_id) triples, with N >= 1 and P + N <= seq_len (the laid-out
+  length; ValueError otherwise). Each becomes one packed segment via
+  :func:`~birdie_jax.data.layout.layout_sample`; ``arm_id`` (default -1) fills the
+  segment's ``arm_ids``.
+* a transform with a ``snapshot()`` method is *live* (its parameters may change while
+  the pipeline runs) and is also called as ``transform(tokens, rng, snapshot=...)``;
+  see :mod:`birdie_jax.data.samples`.
 * It must be picklable (module-level function or ``functools.partial``) when
   ``num_workers > 0``.
 
@@ -41,12 +50,12 @@ from collections.abc import Callable, Sequence
 import grain
 import numpy as np
 
-from birdie_jax.data.layout import layout_sample
-from birdie_jax.data.packing import PackIterDataset, Row, Sample, stack_rows
+from birdie_jax.data.packing import PackIterDataset, Row, stack_rows
+from birdie_jax.data.samples import SampleIterDataset
 from birdie_jax.errors import DataError
 from birdie_jax.tokenizer import Tokenizer
 
-SampleTransform = Callable[[np.ndarray, np.random.Generator], Sequence[tuple[np.ndarray, np.ndarray]]]
+SampleTransform = Callable[..., Sequence[tuple]]
 
 # Few threads: the per-document work is Python/NumPy (GIL-bound); real parallelism
 # comes from mp_prefetch workers.
@@ -62,31 +71,10 @@ def next_token_samples(
     return [(empty, tokens[i : i + max_len]) for i in range(0, tokens.shape[0], max_len)]
 
 
-def _document_samples(
-    index: int,
-    text: str,
-    *,
-    tokenizer: Tokenizer,
-    transform: SampleTransform,
-    seed: int,
-    seq_len: int,
-) -> tuple[Sample, ...]:
-    """Stream element i (a document) -> its laid-out samples, checked against seq_len."""
-    tokens = np.concatenate(
-        [tokenizer.encode(text), np.asarray([tokenizer.special.eos], np.int32)]
-    )
-    rng = np.random.default_rng([seed, index])
-    samples = []
-    for prefix, labels in transform(tokens, rng):
-        sample = layout_sample(prefix, labels, bg_id=tokenizer.special.bg)
-        n = sample["inputs"].shape[0]
-        if n > seq_len:
-            raise ValueError(
-                f"sample_transform returned a sample of {n} tokens (prefix {n - len(labels)} "
-                f"+ labels {len(labels)}), longer than seq_len={seq_len} (document {index})"
-            )
-        samples.append(sample)
-    return tuple(samples)
+def _tokenize(index: int, text: str, *, tokenizer: Tokenizer) -> tuple[int, np.ndarray]:
+    """Stream element i (a document) -> (i, its ids [n] int32 with EOS appended)."""
+    tokens = np.concatenate([tokenizer.encode(text), np.asarray([tokenizer.special.eos], np.int32)])
+    return index, tokens
 
 
 def _ensure_absl_flags_parsed() -> None:
@@ -132,19 +120,18 @@ def make_batch_dataset(
     if shuffle:
         ds = ds.shuffle(seed=seed)
     ds = ds.repeat(num_epochs)
-    ds = ds.map_with_index(
-        functools.partial(
-            _document_samples,
-            tokenizer=tokenizer,
-            transform=sample_transform,
-            seed=seed,
-            seq_len=seq_len,
-        )
-    )
+    ds = ds.map_with_index(functools.partial(_tokenize, tokenizer=tokenizer))
     if shard_count > 1:
         ds = ds[shard_index::shard_count]
     pad_id = tokenizer.special.pad
-    it_ds = PackIterDataset(ds.to_iter_dataset(_READ_OPTIONS), seq_len=seq_len, pad_id=pad_id)
+    it_ds = SampleIterDataset(
+        ds.to_iter_dataset(_READ_OPTIONS),
+        transform=sample_transform,
+        seed=seed,
+        seq_len=seq_len,
+        bg_id=tokenizer.special.bg,
+    )
+    it_ds = PackIterDataset(it_ds, seq_len=seq_len, pad_id=pad_id)
     it_ds = it_ds.batch(
         batch_size,
         batch_fn=functools.partial(stack_rows, batch_size=batch_size, seq_len=seq_len, pad_id=pad_id),
@@ -172,8 +159,9 @@ def make_batch_iterator(
     """Checkpointable iterator of batches {field: [batch_size, seq_len] int32}.
 
     Fields: ``inputs``, ``targets`` (-100 = no loss), ``segment_ids`` (0 = padding),
-    ``positions``, ``region``. Padding: inputs = PAD, targets -100, segment 0,
-    position 0, region 2. A finite stream (``num_epochs`` set) ends with a batch
+    ``positions``, ``region``, ``arm_ids`` (the arm id the transform gave each sample,
+    -1 if none). Padding: inputs = PAD, targets -100, segment 0, position 0, region 2,
+    arm id -1. A finite stream (``num_epochs`` set) ends with a batch
     completed by padding rows. Same arguments -> same batches; ``get_state()`` /
     ``set_state()`` (or ``grain.checkpoint.CheckpointSave/Restore`` in Orbax) resume
     exactly. See the module docstring for ``sample_transform``.

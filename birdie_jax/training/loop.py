@@ -24,7 +24,10 @@ from birdie_jax.tokenizer import build_tokenizer
 from birdie_jax.training.checkpoint import Checkpointer, abstract_like
 from birdie_jax.training.metrics import MetricsWriter, Progress, read_metrics
 from birdie_jax.training.optim import learning_rate_schedule, make_optimizer
-from birdie_jax.training.step import evaluate, init_train_state, make_eval_step, make_train_step
+from birdie_jax.objectives import build_mixture, make_validation_sets
+from birdie_jax.training.step import (
+    class_metrics, evaluate, evaluate_per_arm, init_train_state, make_eval_step, make_train_step,
+)
 
 
 @dataclasses.dataclass
@@ -39,9 +42,10 @@ class TrainResult:
     model: nnx.Module
 
 
-def run_meta(cfg: Config, tokenizer) -> dict:
-    """Metadata stored with every checkpoint: enough to rebuild the model and check a resume."""
-    return {"config": cfg.to_dict(), "tokenizer": tokenizer.to_dict()}
+def run_meta(cfg: Config, tokenizer, mixture) -> dict:
+    """Metadata stored with every checkpoint: enough to rebuild the model, check a resume
+    and restore the mixture's live probabilities."""
+    return {"config": cfg.to_dict(), "tokenizer": tokenizer.to_dict(), "mixture": mixture.get_state()}
 
 
 def check_compatible(saved: dict, cfg: Config, tokenizer, where: str) -> None:
@@ -88,8 +92,10 @@ def train(cfg: Config, *, resume: bool = False, stop_after: int | None = None, q
                               "continue that run or choose another train.run_dir")
     if resume and existing is None:
         raise CheckpointError(f"--resume: no checkpoint in {run_dir}/checkpoints to resume from")
+    saved_meta = checkpointer.read_meta() if resume else None
     if resume:
-        check_compatible(checkpointer.read_meta(), cfg, tokenizer, f"{run_dir}/checkpoints")
+        check_compatible(saved_meta, cfg, tokenizer, f"{run_dir}/checkpoints")
+    mixture = build_mixture(cfg.mixture, tokenizer, seq_len=cfg.data.seq_len)
 
     model = build_model(cfg, seed=cfg.seed, vocab_size=tokenizer.vocab_size)
     graphdef, params = nnx.split(model)
@@ -97,9 +103,12 @@ def train(cfg: Config, *, resume: bool = False, stop_after: int | None = None, q
     schedule = learning_rate_schedule(tcfg)
     state = init_train_state(params, tx, cfg.seed)
     iterator = make_batch_iterator(train_docs, tokenizer, seq_len=cfg.data.seq_len, batch_size=cfg.data.batch_size,
-                                   seed=cfg.seed, shuffle=cfg.data.shuffle, num_workers=cfg.data.num_workers)
+                                   seed=cfg.seed, shuffle=cfg.data.shuffle, num_workers=cfg.data.num_workers,
+                                   sample_transform=mixture)
     if resume:
         state = checkpointer.restore(abstract_like(state), iterator)
+        if "mixture" in saved_meta:
+            mixture.set_state(saved_meta["mixture"])
     start = int(state["step"])
 
     os.makedirs(run_dir, exist_ok=True)
@@ -110,8 +119,14 @@ def train(cfg: Config, *, resume: bool = False, stop_after: int | None = None, q
     eval_batches = [to_device(b) for b in make_eval_batches(
         val_docs, tokenizer, seq_len=cfg.data.seq_len, batch_size=cfg.data.batch_size,
         num_batches=tcfg.eval_batches, seed=cfg.seed)] if tcfg.eval_every and tcfg.eval_batches else []
-    train_step, eval_step = make_train_step(graphdef, tx, schedule), make_eval_step(graphdef)
-    meta = run_meta(cfg, tokenizer)
+    arm_batches = {}
+    if tcfg.eval_every and cfg.mixture.name != "clm" and val_docs:
+        arm_batches = {name: [to_device(b) for b in batches] for name, batches in make_validation_sets(
+            val_docs, tokenizer, mixture, seq_len=cfg.data.seq_len, rows_per_arm=cfg.mixture.val_rows_per_config,
+            seed=cfg.seed).items()}
+    arm_classes = dict(zip(mixture.arm_names, mixture.arm_classes))
+    train_step = make_train_step(graphdef, tx, schedule, None if cfg.mixture.name == "clm" else mixture.class_lookup)
+    eval_step = make_eval_step(graphdef)
     progress = Progress(tcfg.steps, start, enabled=tcfg.progress and not quiet, log_every=tcfg.log_every)
     if start == 0:
         progress.note(f"{cfg.model.architecture}: {count_parameters(model):,} parameters, "
@@ -129,19 +144,23 @@ def train(cfg: Config, *, resume: bool = False, stop_after: int | None = None, q
                 last_loss = _log_step(writer, progress, *pending, tokens_per_step, tcfg.log_every)
             pending = (step + 1, metrics)
             done = step + 1
-            if eval_batches and (done % tcfg.eval_every == 0 or done == tcfg.steps):
+            if (eval_batches or arm_batches) and (done % tcfg.eval_every == 0 or done == tcfg.steps):
                 last_loss = _log_step(writer, progress, *pending, tokens_per_step, tcfg.log_every)
                 pending = None
-                val = evaluate(eval_step, state["params"], eval_batches)
-                val_loss = val["val_loss"]
+                val = evaluate(eval_step, state["params"], eval_batches) if eval_batches else {}
+                if arm_batches:
+                    _, per_class = evaluate_per_arm(eval_step, state["params"], arm_batches, arm_classes)
+                    val.update(per_class)
+                val_loss = val.get("val_loss", val_loss)
                 writer.write(done, val)
-                progress.note(f"step {done}: validation loss {val_loss:.4f}, accuracy {val['val_accuracy']:.3f}")
+                if "val_loss" in val:
+                    progress.note(f"step {done}: validation loss {val_loss:.4f}, accuracy {val['val_accuracy']:.3f}")
                 progress.restart_clock()
             if (tcfg.checkpoint_every and done % tcfg.checkpoint_every == 0) or done in (tcfg.steps, end):
                 if pending is not None:
                     last_loss = _log_step(writer, progress, *pending, tokens_per_step, tcfg.log_every)
                     pending = None
-                checkpointer.save(done, state, iterator, meta)
+                checkpointer.save(done, state, iterator, run_meta(cfg, tokenizer, mixture))
                 progress.restart_clock()
         if pending is not None:
             last_loss = _log_step(writer, progress, *pending, tokens_per_step, tcfg.log_every)
@@ -164,5 +183,6 @@ def _log_step(writer: MetricsWriter, progress: Progress, step: int, metrics: dic
                           "(no checkpoint was written for this step)")
     progress.update(step, loss, tokens)
     if step % log_every == 0:
-        writer.write(step, {k: float(v) for k, v in metrics.items()} | {"time": time.time()})
+        scalars = {k: float(v) for k, v in metrics.items() if np.ndim(v) == 0}
+        writer.write(step, scalars | class_metrics(metrics) | {"time": time.time()})
     return loss

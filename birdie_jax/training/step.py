@@ -8,10 +8,14 @@ from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax import nnx
 
 from birdie_jax.data.layout import IGNORE_ID
+from birdie_jax.tokenizer import OBJECTIVE_CLASSES
+
+NUM_CLASSES = len(OBJECTIVE_CLASSES)
 
 TrainState = dict[str, Any]
 Batch = dict[str, jax.Array]
@@ -25,15 +29,35 @@ def token_losses(logits: jax.Array, targets: jax.Array) -> tuple[jax.Array, jax.
     return jnp.where(mask, losses, 0.0), mask
 
 
-def batch_loss(graphdef: nnx.GraphDef, params: nnx.State, batch: Batch) -> tuple[jax.Array, dict]:
-    """Mean cross-entropy over the label tokens of the batch, plus counts."""
+def batch_loss(graphdef: nnx.GraphDef, params: nnx.State, batch: Batch,
+               class_lookup: jax.Array | None = None) -> tuple[jax.Array, dict]:
+    """Mean cross-entropy over the label tokens of the batch, plus counts.
+
+    With ``class_lookup`` (arm id → objective-class index) and an ``arm_ids`` field, the
+    aux also holds per-class loss sums and label counts, for per-objective metrics.
+    """
     model = nnx.merge(graphdef, params)
     prefix_mask = batch["region"] != 2 if "region" in batch else None
     logits = model(batch["inputs"], batch["segment_ids"], prefix_mask)
     losses, mask = token_losses(logits, batch["targets"])
     n = jnp.maximum(mask.sum(), 1)
     correct = (jnp.argmax(logits, -1) == batch["targets"]) & mask
-    return losses.sum() / n, {"label_tokens": mask.sum(), "accuracy": correct.sum() / n}
+    aux = {"label_tokens": mask.sum(), "accuracy": correct.sum() / n}
+    if class_lookup is not None and "arm_ids" in batch:
+        arm = batch["arm_ids"]
+        cls = jnp.where(arm >= 0, class_lookup[jnp.clip(arm, 0, class_lookup.shape[0] - 1)], -1)
+        onehot = (cls[..., None] == jnp.arange(NUM_CLASSES)) & mask[..., None]  # [b t c]
+        aux["class_loss_sum"] = jnp.einsum("btc,bt->c", onehot.astype(jnp.float32), losses)
+        aux["class_tokens"] = onehot.sum((0, 1))
+    return losses.sum() / n, aux
+
+
+def class_metrics(aux: dict, prefix: str = "loss") -> dict[str, float]:
+    """Host-side ``{prefix}/{class}: mean loss`` for the classes present in the batch."""
+    if "class_loss_sum" not in aux:
+        return {}
+    sums, counts = np.asarray(aux["class_loss_sum"]), np.asarray(aux["class_tokens"])
+    return {f"{prefix}/{name}": float(sums[i] / counts[i]) for i, name in enumerate(OBJECTIVE_CLASSES) if counts[i]}
 
 
 def init_train_state(params: nnx.State, tx: optax.GradientTransformation, seed: int) -> TrainState:
@@ -41,12 +65,14 @@ def init_train_state(params: nnx.State, tx: optax.GradientTransformation, seed: 
             "rng": jax.random.key_data(jax.random.key(seed))}
 
 
-def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation,
-                    schedule: optax.Schedule) -> Callable[[TrainState, Batch], tuple[TrainState, dict]]:
+def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, schedule: optax.Schedule,
+                    class_lookup: np.ndarray | None = None) -> Callable[[TrainState, Batch], tuple[TrainState, dict]]:
     """A jitted step ``(state, batch) -> (state, metrics)`` that donates the old state."""
+    lookup = None if class_lookup is None else jnp.asarray(class_lookup, jnp.int32)
 
     def train_step(state: TrainState, batch: Batch) -> tuple[TrainState, dict]:
-        (loss, aux), grads = jax.value_and_grad(batch_loss, argnums=1, has_aux=True)(graphdef, state["params"], batch)
+        (loss, aux), grads = jax.value_and_grad(batch_loss, argnums=1, has_aux=True)(
+            graphdef, state["params"], batch, lookup)
         updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
         params = optax.apply_updates(state["params"], updates)
         rng = jax.random.key_data(jax.random.fold_in(jax.random.wrap_key_data(state["rng"]), state["step"]))
@@ -61,6 +87,7 @@ def make_eval_step(graphdef: nnx.GraphDef) -> Callable[[nnx.State, Batch], dict]
     """A jitted ``(params, batch) -> {"loss_sum", "label_tokens", "correct"}``."""
 
     def eval_step(params: nnx.State, batch: Batch) -> dict:
+        batch = {k: v for k, v in batch.items() if k != "arm_ids"}
         loss, aux = batch_loss(graphdef, params, batch)
         n = aux["label_tokens"]
         return {"loss_sum": loss * n, "label_tokens": n, "correct": aux["accuracy"] * n}
@@ -68,12 +95,37 @@ def make_eval_step(graphdef: nnx.GraphDef) -> Callable[[nnx.State, Batch], dict]
     return jax.jit(eval_step)
 
 
-def evaluate(eval_step, params: nnx.State, batches: list[Batch]) -> dict[str, float]:
-    """Token-weighted validation loss and greedy accuracy over fixed batches."""
+def evaluation_totals(eval_step, params: nnx.State, batches: list[Batch]) -> dict[str, float]:
+    """Summed loss, label count and correct greedy predictions over fixed batches."""
     totals = {"loss_sum": 0.0, "label_tokens": 0.0, "correct": 0.0}
     for batch in batches:
         out = eval_step(params, batch)
         for k in totals:
             totals[k] += float(out[k])
+    return totals
+
+
+def evaluate(eval_step, params: nnx.State, batches: list[Batch]) -> dict[str, float]:
+    """Token-weighted validation loss and greedy accuracy over fixed batches."""
+    totals = evaluation_totals(eval_step, params, batches)
     n = max(totals["label_tokens"], 1.0)
     return {"val_loss": totals["loss_sum"] / n, "val_accuracy": totals["correct"] / n}
+
+
+def evaluate_per_arm(eval_step, params: nnx.State, arm_batches: dict[str, list[Batch]],
+                     arm_classes: dict[str, str]) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
+    """Per-arm {name: {"loss", "accuracy"}} and per-class ``val_loss/<class>``, ``val_accuracy/<class>``."""
+    per_arm, per_class = {}, {}
+    for name, batches in arm_batches.items():
+        t = evaluation_totals(eval_step, params, batches)
+        n = max(t["label_tokens"], 1.0)
+        per_arm[name] = {"loss": t["loss_sum"] / n, "accuracy": t["correct"] / n}
+        acc = per_class.setdefault(arm_classes[name], {"loss_sum": 0.0, "label_tokens": 0.0, "correct": 0.0})
+        for k in acc:
+            acc[k] += t[k]
+    metrics = {}
+    for cls, t in per_class.items():
+        n = max(t["label_tokens"], 1.0)
+        metrics[f"val_loss/{cls}"] = t["loss_sum"] / n
+        metrics[f"val_accuracy/{cls}"] = t["correct"] / n
+    return per_arm, metrics

@@ -2,6 +2,8 @@
 
 ``linear_scan(a, b, *, h0=None, reset=None, reverse=False, implementation=None)``
 returns ``(h, h_last)``; see :mod:`birdie_jax.kernels.linear_scan.api`.
+``linear_scan_sharded(..., mesh=, axis="sequence")`` is the same with the time axis
+split over a mesh axis (sequence parallelism); see :mod:`.sharded`.
 """
 
 from .api import (
@@ -13,6 +15,7 @@ from .api import (
 )
 from .config import LinearScanConfig, default_config
 from .reference import linear_scan_reference
+from .sharded import linear_scan_sharded
 
 __all__ = [
     "IMPLEMENTATION_NAMES",
@@ -23,4 +26,5 @@ __all__ = [
     "is_available",
     "linear_scan",
     "linear_scan_reference",
+    "linear_scan_sharded",
 ]
