@@ -256,16 +256,59 @@ class MixtureConfig:
             raise ConfigError(f"mixture.weights must be >= 0, got {self.weights}")
 
 
+INITIAL_STATES = ("zero", "random_noise", "fitted_noise", "state_passing", "tbtt")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class InitialStateConfig:
+    """Where each training row's recurrent state starts (length generalization, arXiv 2507.02782).
+
+    On the command line ``initial_state=state_passing`` is short for ``initial_state.kind=...``.
+
+    Attributes:
+      kind: ``zero`` (standard training), ``random_noise`` (i.i.d. N(0, noise_std)),
+        ``fitted_noise`` (N(mean, std) per layer and head, fitted to final states seen in
+        training), ``state_passing`` (row i starts from row i's final state of the previous
+        batch, gradient stopped) or ``tbtt`` (truncated BPTT: each row is one continuing
+        stream of documents cut into consecutive chunks, state carried across steps).
+      noise_std: σ of ``random_noise``.
+      reset_prob: ``state_passing``: per-row probability of starting from zero instead.
+      carry_conv_state: carry the short-convolution buffer too (False: SSM/RNN state only).
+      freeze_stats: ``fitted_noise``: stop updating the fitted statistics.
+      calibration_batches: ``fitted_noise``: zero-state forward batches used to fit the
+        statistics when training starts without any (e.g. from ``init_from``).
+    """
+
+    kind: str = "zero"
+    noise_std: float = 1.0
+    reset_prob: float = 0.0
+    carry_conv_state: bool = True
+    freeze_stats: bool = False
+    calibration_batches: int = 50
+
+    def __post_init__(self):
+        _check_choice("initial_state.kind", self.kind, INITIAL_STATES)
+        if self.noise_std < 0:
+            raise ConfigError(f"initial_state.noise_std must be >= 0, got {self.noise_std}")
+        if not 0.0 <= self.reset_prob <= 1.0:
+            raise ConfigError(f"initial_state.reset_prob must be in [0, 1], got {self.reset_prob}")
+        if self.calibration_batches < 0:
+            raise ConfigError(f"initial_state.calibration_batches must be >= 0, got {self.calibration_batches}")
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Config:
-    """A whole experiment: model, data and training, plus a name and the seed."""
+    """A whole experiment: model, data, training, objectives and initial states, plus a name,
+    the seed and (optionally) a checkpoint whose parameters start the run (post-training)."""
 
     name: str = "default"
     seed: int = 0
+    init_from: str | None = None
     model: ModelConfig = ModelConfig()
     data: DataConfig = DataConfig()
     train: TrainConfig = TrainConfig()
     mixture: MixtureConfig = MixtureConfig()
+    initial_state: InitialStateConfig = InitialStateConfig()
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -338,9 +381,10 @@ def _coerce(field: str, value: Any, annotation: Any) -> Any:
     raise ConfigError(f"{field}: unsupported field type {annotation}")
 
 
-_SECTIONS = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig, "mixture": MixtureConfig}
+_SECTIONS = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig, "mixture": MixtureConfig,
+             "initial_state": InitialStateConfig}
 # A section given a plain value sets this field of it (``mixture=ul2`` -> ``mixture.name=ul2``).
-_SECTION_SHORTHAND = {"mixture": "name"}
+_SECTION_SHORTHAND = {"mixture": "name", "initial_state": "kind"}
 
 
 def _field_types(cls: type) -> dict[str, Any]:

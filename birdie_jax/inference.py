@@ -10,6 +10,7 @@ from birdie_jax.generation import Sampling, generate
 from birdie_jax.models import LanguageModel, build_model
 from birdie_jax.tokenizer import build_tokenizer
 from birdie_jax.training.checkpoint import Checkpointer, abstract_like, find_checkpoint_dir
+from birdie_jax.training.initial_state import init_extras
 from birdie_jax.training.optim import make_optimizer
 from birdie_jax.training.step import init_train_state
 
@@ -20,6 +21,7 @@ class LoadedRun:
     tokenizer: object
     model: LanguageModel
     step: int
+    extras: dict = dataclasses.field(default_factory=dict)  # intervention state (carried states, statistics)
 
 
 def load_checkpoint(path: str, step: int | None = None) -> LoadedRun:
@@ -34,11 +36,13 @@ def load_checkpoint(path: str, step: int | None = None) -> LoadedRun:
                                   f"differs from {cfg.data.tokenizer!r} as found now")
         model = build_model(cfg, seed=cfg.seed, vocab_size=tokenizer.vocab_size)
         graphdef, params = nnx.split(model)
-        abstract = abstract_like(init_train_state(params, make_optimizer(cfg.train), cfg.seed))
+        extras = init_extras(cfg.initial_state, model.init_state(cfg.data.batch_size))
+        abstract = abstract_like(init_train_state(params, make_optimizer(cfg.train), cfg.seed, extras))
         state = checkpointer.restore(abstract, None, step)
     finally:
         checkpointer.close()
-    return LoadedRun(cfg, tokenizer, nnx.merge(graphdef, state["params"]), int(state["step"]))
+    return LoadedRun(cfg, tokenizer, nnx.merge(graphdef, state["params"]), int(state["step"]),
+                     state.get("extras", {}))
 
 
 def prompt_as_prefix(cfg) -> bool:

@@ -2,7 +2,7 @@
 
 Times the jitted update (critic training ``lax.fori_loop`` + K candidates scored + top-k
 selection + exploration) at the paper's sizes — n = 95 arms, K = 2048, 200 critic steps,
-critic width 256 / state 512 / 4 blocks, history buffers of 128 rows — compile separately
+critic width 256 / state 512 / 4 blocks, history buffers sized by the schedule (40 rows) — compile separately
 from the steady state (median of --repeats calls after a warm-up call, each ended with
 ``block_until_ready``), plus the host-side ``BirdieController.observe`` around it.
 
@@ -35,9 +35,12 @@ ARMS_PER_CLASS = {"ntp": 1, "plm": 1, "sc": 16, "copy": 2, "deshuf": 4, "infill"
 VARIANTS = {  # cheaper settings, to price the options when the paper's exceed the budget
     "critic_steps=50": dict(critic_steps=50),
     "critic_steps=20": dict(critic_steps=20),
-    "history_capacity=64": dict(history_capacity=64),
+    "history_capacity=128 (fixed)": dict(history_capacity=128),
     "critic 64/128 (width/state)": dict(critic_width=64, critic_state=128),
+    "num_candidates=512": dict(num_candidates=512),
     "critic 64/128, critic_steps=50": dict(critic_width=64, critic_state=128, critic_steps=50),
+    "critic 64/128, critic_steps=20, K=512": dict(critic_width=64, critic_state=128, critic_steps=20,
+                                                 num_candidates=512),
 }
 
 
@@ -45,11 +48,12 @@ def arm_classes() -> list[str]:
     return [c for c, k in ARMS_PER_CLASS.items() for _ in range(k)]
 
 
-def time_update(cfg: ControllerConfig, repeats: int, history_rows: int = 20) -> dict:
-    """Compile time and steady-state time of one controller_update call."""
-    ctl = BirdieController(arm_classes(), 32_000, cfg, seed=0)
+def time_update(cfg: ControllerConfig, repeats: int, total_steps: int, history_rows: int = 20) -> dict:
+    """Compile time and steady-state time of one controller_update call (cost is independent
+    of the number of valid rows: the buffers have a static length)."""
+    ctl = BirdieController(arm_classes(), total_steps, cfg, seed=0)
     rng = np.random.default_rng(0)
-    n, h = ctl.num_arms, cfg.history_capacity
+    n, h = ctl.num_arms, ctl.capacity
     loss = np.zeros((h, n), np.float32)
     action = np.zeros((h, n), np.float32)
     reward = np.zeros((h, n), np.float32)
@@ -68,7 +72,8 @@ def time_update(cfg: ControllerConfig, repeats: int, history_rows: int = 20) -> 
         t0 = time.perf_counter()
         jax.block_until_ready(compiled(*args))
         times.append(time.perf_counter() - t0)
-    return {"compile_s": round(compile_s, 2), "update_ms": round(1000 * statistics.median(times), 1),
+    return {"history_capacity": h, "compile_s": round(compile_s, 2),
+            "update_ms": round(1000 * statistics.median(times), 1),
             "update_ms_min": round(1000 * min(times), 1)}
 
 
@@ -88,12 +93,13 @@ def time_observe(cfg: ControllerConfig, repeats: int) -> float:
     return round(1000 * statistics.median(times[1:] or times), 1)
 
 
-def training_step_ms(path: str, fallback: float | None) -> tuple[float, str]:
+def training_step_ms(path: str, fallback: float | None, architecture: str) -> tuple[float, str]:
+    """step_ms of the default config: the entry named "default", else "default (<its architecture>)"."""
     if os.path.exists(path):
         with open(path) as f:
             results = json.load(f).get("results", [])
         entries = [r for r in results if r.get("config") == "default"] or \
-                  [r for r in results if str(r.get("config", "")).startswith("default")]
+                  [r for r in results if r.get("config") == f"default ({architecture})"]
         if entries:
             return float(entries[0]["step_ms"]), f"{path} (config {entries[0]['config']!r})"
     if fallback is None:
@@ -106,9 +112,10 @@ def default_run_shape() -> dict:
         from birdie_jax.config import load_config
 
         cfg = load_config("default")
-        return {"steps": cfg.train.steps, "batch_size": cfg.data.batch_size, "seq_len": cfg.data.seq_len}
+        return {"steps": cfg.train.steps, "batch_size": cfg.data.batch_size, "seq_len": cfg.data.seq_len,
+                "architecture": cfg.model.architecture}
     except Exception:  # noqa: BLE001 — the bench must run even if the config cannot be read
-        return {"steps": 400, "batch_size": 8, "seq_len": 256}
+        return {"steps": 400, "batch_size": 8, "seq_len": 256, "architecture": "hawk"}
 
 
 def price_run(update_ms: float, step_ms: float, steps: int, cfg: ControllerConfig, val_rows: int,
@@ -140,19 +147,25 @@ def main(argv=None) -> int:
     p.add_argument("--no-variants", action="store_true", help="time only the paper's sizes")
     args = p.parse_args(argv)
 
-    step_ms, step_source = training_step_ms(args.bench_train, args.step_ms)
     run = default_run_shape()
+    step_ms, step_source = training_step_ms(args.bench_train, args.step_ms, run["architecture"])
     paper = ControllerConfig()
     rows = []
     configs = {"paper (default ControllerConfig)": paper}
     if not args.no_variants:
         configs.update({name: dataclasses.replace(paper, **kw) for name, kw in VARIANTS.items()})
     for name, cfg in configs.items():
-        timing = time_update(cfg, args.repeats)
+        timing = time_update(cfg, args.repeats, run["steps"])
         row = {"setting": name, "critic_steps": cfg.critic_steps, "critic_width": cfg.critic_width,
-               "critic_state": cfg.critic_state, "history_capacity": cfg.history_capacity, **timing,
+               "critic_state": cfg.critic_state, "num_candidates": cfg.num_candidates, **timing,
                **price_run(timing["update_ms"], step_ms, run["steps"], cfg, args.val_rows_per_arm,
                            run["batch_size"])}
+        unscaled = price_run(timing["update_ms"], step_ms, run["steps"],
+                             dataclasses.replace(cfg, scale_short_runs=False), args.val_rows_per_arm,
+                             run["batch_size"])
+        row["unscaled_schedule"] = {k: unscaled[k] for k in ("evaluations", "updates", "controller_s",
+                                                             "controller_fraction_of_training",
+                                                             "validation_forward_s_estimate")}
         if cfg == paper:
             row["observe_ms"] = time_observe(cfg, args.repeats)
         rows.append(row)
@@ -160,7 +173,7 @@ def main(argv=None) -> int:
     out = {
         "machine": {"jax": jax.__version__, "backend": jax.default_backend(), "devices": str(jax.devices()),
                     "cpu_count": os.cpu_count(), "platform": platform.platform(),
-                    "python": platform.python_version()},
+                    "python": platform.python_version(), "load_average_at_end": os.getloadavg()},
         "arms": len(arm_classes()), "candidates": paper.num_candidates, "step_ms": step_ms,
         "step_ms_source": step_source, "default_run": run, "target_fraction": 0.01, "results": rows,
     }

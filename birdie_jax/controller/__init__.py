@@ -14,14 +14,14 @@ from birdie_jax.controller.critic import (candidate_rewards, critic_forward, cri
                                           make_critic_optimizer, naive_candidate_rewards, train_critic)
 from birdie_jax.controller.exploration import exploration_action, uniform_class_action
 from birdie_jax.controller.reward import class_index, class_normalised_score, class_onehot, class_weights, reward
-from birdie_jax.controller.schedule import evaluation_steps, exploration_probability, warmup_end
+from birdie_jax.controller.schedule import evaluation_steps, exploration_probability, history_capacity, warmup_end
 from birdie_jax.controller.selection import generate_candidates, select_action
 from birdie_jax.controller.update import controller_update, update_trace_count
 
 __all__ = [
     "BirdieController", "ControllerConfig", "candidate_rewards", "class_index", "class_normalised_score",
     "class_onehot", "class_weights", "controller_update", "critic_forward", "critic_mse", "critic_step",
-    "evaluation_steps", "exploration_action", "exploration_probability", "generate_candidates", "init_critic",
+    "evaluation_steps", "exploration_action", "history_capacity", "exploration_probability", "generate_candidates", "init_critic",
     "make_critic_optimizer", "naive_candidate_rewards", "reward", "select_action", "train_critic",
     "uniform_class_action", "update_trace_count", "warmup_end",
 ]

@@ -33,7 +33,10 @@ class ControllerConfig:
       top_k: the action is the renormalised mean of the best ``top_k`` candidates.
       history_capacity: H_max, the static length of the padded history buffers. At most
         H_max − 1 rows are kept (one slot is needed to score candidates); beyond that
-        the oldest rows are dropped (a sliding window).
+        the oldest rows are dropped (a sliding window). None (the default): the run's
+        number of evaluations + 1, rounded up to a multiple of 8 (40 for N = 32,000 or a
+        scaled short run) — every row fits, and the critic, whose cost grows with H_max,
+        never trains on more padding than it must. Fixed per run, so it compiles once.
       explore_fractions: (f1, f2, f3): exploration probability is ``explore_full`` for
         step < f1·N, ``explore_half`` for step < f2·N, a cosine from ``explore_half`` down
         to ``explore_floor`` until f3·N, then ``explore_floor``.
@@ -65,7 +68,7 @@ class ControllerConfig:
     num_candidates: int = 2048
     pareto_shapes: tuple[float, ...] = (3.0, 2.0, 1.0)
     top_k: int = 8
-    history_capacity: int = 128
+    history_capacity: int | None = None
     explore_fractions: tuple[float, float, float] = (0.05, 0.1, 0.5)
     explore_full: float = 1.0
     explore_half: float = 0.5
@@ -88,7 +91,7 @@ class ControllerConfig:
                      "cyclic_half_period", "evaluation_every", "reference_steps", "explore_max_classes"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"controller.{name} must be > 0, got {getattr(self, name)}")
-        if self.history_capacity < 3:
+        if self.history_capacity is not None and self.history_capacity < 3:
             raise ConfigError(f"controller.history_capacity must be >= 3, got {self.history_capacity}")
         if self.learning_rate <= 0 or self.cyclic_lr_min <= 0:
             raise ConfigError("controller.learning_rate and controller.cyclic_lr_min must be > 0")

@@ -18,7 +18,7 @@ from birdie_jax.controller.config import ControllerConfig
 from birdie_jax.controller.critic import init_critic, make_critic_optimizer
 from birdie_jax.controller.exploration import uniform_class_action
 from birdie_jax.controller.reward import class_index, class_onehot, reward
-from birdie_jax.controller.schedule import evaluation_steps, exploration_probability, warmup_end
+from birdie_jax.controller.schedule import evaluation_steps, exploration_probability, history_capacity, warmup_end
 from birdie_jax.controller.update import controller_update
 
 STATE_VERSION = 1
@@ -72,7 +72,7 @@ class BirdieController:
         key = jax.random.key(seed)
         self._opt_treedef = jax.tree.structure(self._opt_state)
         self._key = np.asarray(jax.random.key_data(key))
-        h = config.history_capacity
+        h = self.capacity = history_capacity(self.total_steps, config)
         self._loss_rows = np.zeros((h, n), np.float32)
         self._action_rows = np.zeros((h, n), np.float32)
         self._reward_rows = np.zeros((h, n), np.float32)
@@ -141,7 +141,7 @@ class BirdieController:
         return self.probabilities
 
     def _append(self, loss: np.ndarray, action: np.ndarray, r: np.ndarray) -> None:
-        capacity = self.config.history_capacity - 1  # one slot stays free for candidate scoring
+        capacity = self.capacity - 1  # one slot stays free for candidate scoring
         if self._length == capacity:
             if self._dropped_rows == 0:
                 warnings.warn(f"Birdie controller history is full ({capacity} rows): dropping the oldest rows "
@@ -211,7 +211,7 @@ class BirdieController:
         Orbax ``StandardSave`` writes; restore with ``StandardRestore`` against a fresh
         controller's ``state_dict()`` (same arms, total_steps and config) and pass the result
         to :meth:`load_state_dict`. The arrays are copies or immutable JAX arrays."""
-        scalars = {"version": STATE_VERSION, "num_arms": self.num_arms, "capacity": self.config.history_capacity,
+        scalars = {"version": STATE_VERSION, "num_arms": self.num_arms, "capacity": self.capacity,
                    "total_steps": self.total_steps, "length": self._length, "last_step": self._last_step,
                    "has_prev": int(self._has_prev), "dropped_rows": self._dropped_rows, "updates": self._updates,
                    "explored": int(self._explored)}
@@ -234,7 +234,7 @@ class BirdieController:
         scalars = {k: int(np.asarray(state["scalars"][k])) for k in _SCALARS}
         if scalars["version"] != STATE_VERSION:
             raise ValueError(f"controller state version {scalars['version']} != {STATE_VERSION}")
-        for name, mine in (("num_arms", self.num_arms), ("capacity", self.config.history_capacity),
+        for name, mine in (("num_arms", self.num_arms), ("capacity", self.capacity),
                            ("total_steps", self.total_steps)):
             if scalars[name] != mine:
                 raise ValueError(f"controller state has {name}={scalars[name]}, this controller {mine}")

@@ -62,3 +62,11 @@ def exploration_probability(step: float, total_steps: int, cfg: ControllerConfig
         amplitude = (cfg.explore_half - cfg.explore_floor) / 2
         return float(cfg.explore_floor + amplitude * (1.0 + math.cos(math.pi * (step - f2) / (f3 - f2))))
     return float(cfg.explore_floor)
+
+
+def history_capacity(total_steps: int, cfg: ControllerConfig = ControllerConfig()) -> int:
+    """H_max: ``cfg.history_capacity``, or (None) the evaluation count + 1 rounded up to a multiple of 8."""
+    if cfg.history_capacity is not None:
+        return cfg.history_capacity
+    needed = len(evaluation_steps(total_steps, cfg)) + 1  # rows (one per evaluation after the first) + scoring slot
+    return max(8, -(-needed // 8) * 8)

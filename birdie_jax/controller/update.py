@@ -1,6 +1,6 @@
 """The controller update as ONE jitted function: critic training + candidate selection + exploration.
 
-Shapes are static (history buffers padded to ``cfg.history_capacity``, the number of valid
+Shapes are static (history buffers padded to a fixed H_max per run, the number of valid
 rows ``length`` traced), so a run compiles it once however long its history grows; every
 controller with an equal config and arm count shares that compilation.
 """

@@ -21,6 +21,8 @@ from birdie_jax.errors import BirdieError, CheckpointError, ConfigError
 from birdie_jax.models import build_model, count_parameters, state_size
 from birdie_jax.plotting import plot_loss_curve
 from birdie_jax.tokenizer import build_tokenizer
+from birdie_jax.data.streams import ContinuingStreams
+from birdie_jax.training import initial_state as interventions
 from birdie_jax.training.checkpoint import Checkpointer, abstract_like
 from birdie_jax.training.metrics import MetricsWriter, Progress, read_metrics
 from birdie_jax.training.optim import learning_rate_schedule, make_optimizer
@@ -98,17 +100,24 @@ def train(cfg: Config, *, resume: bool = False, stop_after: int | None = None, q
     mixture = build_mixture(cfg.mixture, tokenizer, seq_len=cfg.data.seq_len)
 
     model = build_model(cfg, seed=cfg.seed, vocab_size=tokenizer.vocab_size)
+    init_cfg = cfg.initial_state
+    zero_state = model.init_state(cfg.data.batch_size)
+    interventions.check_supported(init_cfg.kind, zero_state, cfg.model.architecture)
+    extras = interventions.init_extras(init_cfg, zero_state)
+    if cfg.init_from and not resume:
+        model, extras = _initialise_from(cfg, model, extras)
     graphdef, params = nnx.split(model)
     tx = make_optimizer(tcfg)
     schedule = learning_rate_schedule(tcfg)
-    state = init_train_state(params, tx, cfg.seed)
-    iterator = make_batch_iterator(train_docs, tokenizer, seq_len=cfg.data.seq_len, batch_size=cfg.data.batch_size,
-                                   seed=cfg.seed, shuffle=cfg.data.shuffle, num_workers=cfg.data.num_workers,
-                                   sample_transform=mixture)
+    state = init_train_state(params, tx, cfg.seed, extras)
+    iterator = _training_iterator(cfg, tokenizer, train_docs, mixture)
     if resume:
         state = checkpointer.restore(abstract_like(state), iterator)
         if "mixture" in saved_meta:
             mixture.set_state(saved_meta["mixture"])
+    elif init_cfg.kind == "fitted_noise" and init_cfg.calibration_batches and float(extras["stats"][0]["count"]) == 0:
+        state["extras"]["stats"] = _calibrate_statistics(cfg, tokenizer, train_docs, graphdef, params,
+                                                         extras["stats"])
     start = int(state["step"])
 
     os.makedirs(run_dir, exist_ok=True)
@@ -125,7 +134,8 @@ def train(cfg: Config, *, resume: bool = False, stop_after: int | None = None, q
             val_docs, tokenizer, mixture, seq_len=cfg.data.seq_len, rows_per_arm=cfg.mixture.val_rows_per_config,
             seed=cfg.seed).items()}
     arm_classes = dict(zip(mixture.arm_names, mixture.arm_classes))
-    train_step = make_train_step(graphdef, tx, schedule, None if cfg.mixture.name == "clm" else mixture.class_lookup)
+    train_step = make_train_step(graphdef, tx, schedule, None if cfg.mixture.name == "clm" else mixture.class_lookup,
+                                 init_cfg)
     eval_step = make_eval_step(graphdef)
     progress = Progress(tcfg.steps, start, enabled=tcfg.progress and not quiet, log_every=tcfg.log_every)
     if start == 0:
@@ -173,6 +183,52 @@ def train(cfg: Config, *, resume: bool = False, stop_after: int | None = None, q
         plot_loss_curve(records, os.path.join(run_dir, "loss.png"), title=f"{cfg.name}: {cfg.model.architecture}")
     final = nnx.merge(graphdef, state["params"])
     return TrainResult(run_dir, int(state["step"]), last_loss, val_loss, state["params"], final)
+
+
+def _training_iterator(cfg: Config, tokenizer, documents, mixture):
+    """The batch stream: packed samples of the mixture, or continuing streams for TBTT."""
+    if cfg.initial_state.kind == "tbtt":
+        if cfg.mixture.name != "clm":
+            raise ConfigError(f"initial_state=tbtt carries documents across batches and needs mixture=clm "
+                              f"(got mixture={cfg.mixture.name})")
+        return ContinuingStreams(documents, tokenizer, seq_len=cfg.data.seq_len, batch_size=cfg.data.batch_size,
+                                 seed=cfg.seed, shuffle=cfg.data.shuffle)
+    return make_batch_iterator(documents, tokenizer, seq_len=cfg.data.seq_len, batch_size=cfg.data.batch_size,
+                               seed=cfg.seed, shuffle=cfg.data.shuffle, num_workers=cfg.data.num_workers,
+                               sample_transform=mixture)
+
+
+def _initialise_from(cfg: Config, model, extras: dict):
+    """Post-training: start from another run's parameters (same model config) and, when it
+    fitted them, its noise statistics. The optimizer, step and data start afresh."""
+    from birdie_jax.inference import load_checkpoint  # noqa: PLC0415 — avoids an import cycle
+
+    source = load_checkpoint(cfg.init_from)
+    ours, theirs = cfg.to_dict()["model"], source.config.to_dict()["model"]
+    diff = [k for k in ours if k != "vocab_size" and ours[k] != theirs[k]]
+    if diff:
+        details = ", ".join(f"model.{k}: {theirs[k]!r} there vs {ours[k]!r} here" for k in diff)
+        raise CheckpointError(f"init_from={cfg.init_from} holds another model ({details})")
+    if "stats" in extras and "stats" in source.extras:
+        extras = {**extras, "stats": source.extras["stats"]}
+    return source.model, extras
+
+
+def _calibrate_statistics(cfg: Config, tokenizer, documents, graphdef, params, stats):
+    """Fits the noise statistics on zero-state forward passes over training batches (spec §3.2)."""
+    from birdie_jax.training.step import batch_loss  # noqa: PLC0415
+
+    batches = make_batch_iterator(documents, tokenizer, seq_len=cfg.data.seq_len, batch_size=cfg.data.batch_size,
+                                  seed=cfg.seed + 1, shuffle=True)
+
+    @jax.jit
+    def fold(stats, batch):
+        _, aux = batch_loss(graphdef, params, batch, return_state=True)
+        return interventions.update_statistics(stats, aux["final_state"])
+
+    for _ in range(cfg.initial_state.calibration_batches):
+        stats = fold(stats, to_device(next(batches)))
+    return stats
 
 
 def _log_step(writer: MetricsWriter, progress: Progress, step: int, metrics: dict[str, Any],

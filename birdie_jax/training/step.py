@@ -12,7 +12,9 @@ import numpy as np
 import optax
 from flax import nnx
 
+from birdie_jax.config import InitialStateConfig
 from birdie_jax.data.layout import IGNORE_ID
+from birdie_jax.training import initial_state as interventions
 from birdie_jax.tokenizer import OBJECTIVE_CLASSES
 
 NUM_CLASSES = len(OBJECTIVE_CLASSES)
@@ -29,16 +31,19 @@ def token_losses(logits: jax.Array, targets: jax.Array) -> tuple[jax.Array, jax.
     return jnp.where(mask, losses, 0.0), mask
 
 
-def batch_loss(graphdef: nnx.GraphDef, params: nnx.State, batch: Batch,
-               class_lookup: jax.Array | None = None) -> tuple[jax.Array, dict]:
+def batch_loss(graphdef: nnx.GraphDef, params: nnx.State, batch: Batch, class_lookup: jax.Array | None = None,
+               initial_state: list | None = None, return_state: bool = False) -> tuple[jax.Array, dict]:
     """Mean cross-entropy over the label tokens of the batch, plus counts.
 
     With ``class_lookup`` (arm id → objective-class index) and an ``arm_ids`` field, the
-    aux also holds per-class loss sums and label counts, for per-objective metrics.
+    aux also holds per-class loss sums and label counts, for per-objective metrics. Rows
+    start from ``initial_state`` (None: zeros); ``return_state`` puts each row's final
+    state in ``aux["final_state"]``.
     """
     model = nnx.merge(graphdef, params)
     prefix_mask = batch["region"] != 2 if "region" in batch else None
-    logits = model(batch["inputs"], batch["segment_ids"], prefix_mask)
+    out = model(batch["inputs"], batch["segment_ids"], prefix_mask, state=initial_state, return_state=return_state)
+    logits, final_state = out if return_state else (out, None)
     losses, mask = token_losses(logits, batch["targets"])
     n = jnp.maximum(mask.sum(), 1)
     correct = (jnp.argmax(logits, -1) == batch["targets"]) & mask
@@ -49,6 +54,8 @@ def batch_loss(graphdef: nnx.GraphDef, params: nnx.State, batch: Batch,
         onehot = (cls[..., None] == jnp.arange(NUM_CLASSES)) & mask[..., None]  # [b t c]
         aux["class_loss_sum"] = jnp.einsum("btc,bt->c", onehot.astype(jnp.float32), losses)
         aux["class_tokens"] = onehot.sum((0, 1))
+    if return_state:
+        aux["final_state"] = final_state
     return losses.sum() / n, aux
 
 
@@ -60,24 +67,43 @@ def class_metrics(aux: dict, prefix: str = "loss") -> dict[str, float]:
     return {f"{prefix}/{name}": float(sums[i] / counts[i]) for i, name in enumerate(OBJECTIVE_CLASSES) if counts[i]}
 
 
-def init_train_state(params: nnx.State, tx: optax.GradientTransformation, seed: int) -> TrainState:
-    return {"params": params, "opt_state": tx.init(params), "step": jnp.zeros((), jnp.int32),
-            "rng": jax.random.key_data(jax.random.key(seed))}
+def init_train_state(params: nnx.State, tx: optax.GradientTransformation, seed: int,
+                     extras: dict | None = None) -> TrainState:
+    """The train state; ``extras`` holds intervention state (carried states, statistics)."""
+    state = {"params": params, "opt_state": tx.init(params), "step": jnp.zeros((), jnp.int32),
+             "rng": jax.random.key_data(jax.random.key(seed))}
+    if extras:
+        state["extras"] = extras
+    return state
 
 
 def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, schedule: optax.Schedule,
-                    class_lookup: np.ndarray | None = None) -> Callable[[TrainState, Batch], tuple[TrainState, dict]]:
-    """A jitted step ``(state, batch) -> (state, metrics)`` that donates the old state."""
+                    class_lookup: np.ndarray | None = None,
+                    initial_state_cfg: InitialStateConfig | None = None,
+                    ) -> Callable[[TrainState, Batch], tuple[TrainState, dict]]:
+    """A jitted step ``(state, batch) -> (state, metrics)`` that donates the old state.
+
+    With an ``initial_state_cfg`` other than zero, each row starts from the intervention's
+    state and the step carries/fits the final states in ``state["extras"]``.
+    """
     lookup = None if class_lookup is None else jnp.asarray(class_lookup, jnp.int32)
+    init_cfg = initial_state_cfg or InitialStateConfig()
 
     def train_step(state: TrainState, batch: Batch) -> tuple[TrainState, dict]:
+        key = jax.random.fold_in(jax.random.wrap_key_data(state["rng"]), state["step"])
+        extras = state.get("extras", {})
+        zero = nnx.merge(graphdef, state["params"]).init_state(batch["inputs"].shape[0])
+        start = interventions.initial_state(init_cfg, zero, extras, jax.random.fold_in(key, 1), batch)
         (loss, aux), grads = jax.value_and_grad(batch_loss, argnums=1, has_aux=True)(
-            graphdef, state["params"], batch, lookup)
+            graphdef, state["params"], batch, lookup, start, bool(extras))
         updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
         params = optax.apply_updates(state["params"], updates)
-        rng = jax.random.key_data(jax.random.fold_in(jax.random.wrap_key_data(state["rng"]), state["step"]))
+        final_state = aux.pop("final_state", None)
         metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads), "lr": schedule(state["step"]), **aux}
-        new_state = {"params": params, "opt_state": opt_state, "step": state["step"] + 1, "rng": rng}
+        new_state = {"params": params, "opt_state": opt_state, "step": state["step"] + 1,
+                     "rng": jax.random.key_data(key)}
+        if extras:
+            new_state["extras"] = interventions.update_extras(init_cfg, extras, final_state)
         return new_state, metrics
 
     return jax.jit(train_step, donate_argnums=0)
