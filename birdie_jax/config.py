@@ -488,9 +488,16 @@ def apply_overrides(cfg: Config, overrides: Sequence[str | tuple[str, Any]]) -> 
 
 
 def bundled_config_names() -> list[str]:
-    """Names of the configs shipped in ``configs/`` (loadable with :func:`load_config`)."""
+    """Names of the configs shipped in ``configs/`` (loadable with :func:`load_config`),
+    e.g. ``hawk_tiny`` or ``lengthgen/state_passing``."""
     root = importlib.resources.files("birdie_jax.configs")
-    return sorted(p.name[: -len(".yaml")] for p in root.iterdir() if p.name.endswith(".yaml"))
+    names = []
+    for entry in root.iterdir():
+        if entry.name.endswith(".yaml"):
+            names.append(entry.name[: -len(".yaml")])
+        elif entry.is_dir():
+            names += [f"{entry.name}/{p.name[: -len('.yaml')]}" for p in entry.iterdir() if p.name.endswith(".yaml")]
+    return sorted(names)
 
 
 def load_config(name_or_path: str | os.PathLike | None = None, *overrides: str, **kw_overrides: Any) -> Config:
@@ -515,20 +522,23 @@ def load_config(name_or_path: str | os.PathLike | None = None, *overrides: str, 
 
 
 def _read_config_text(name_or_path: str) -> tuple[str, str]:
+    """A YAML file's text, or a bundled config's (by name, or by its path under configs/)."""
     if os.path.exists(name_or_path):
         if os.path.isdir(name_or_path):
             raise ConfigError(f"config {name_or_path!r} is a folder, expected a YAML file")
         with open(name_or_path, encoding="utf-8") as f:
             return f.read(), name_or_path
-    if name_or_path.endswith((".yaml", ".yml")) or os.sep in name_or_path:
-        raise ConfigError(f"config file {name_or_path!r} does not exist")
-    resource = importlib.resources.files("birdie_jax.configs") / f"{name_or_path}.yaml"
-    if not resource.is_file():
-        names = bundled_config_names()
-        close = difflib.get_close_matches(name_or_path, names, n=3)
+    name = name_or_path.replace(os.sep, "/")
+    name = name[len("configs/"):] if name.startswith("configs/") else name
+    name = name[: -len(".yaml")] if name.endswith(".yaml") else name
+    names = bundled_config_names()
+    if name not in names:
+        close = difflib.get_close_matches(name, names, n=3)
         hint = f" Did you mean {', '.join(close)}?" if close else ""
-        raise ConfigError(f"no bundled config named {name_or_path!r}.{hint} Available: {', '.join(names)}")
-    return resource.read_text(encoding="utf-8"), f"configs/{name_or_path}.yaml"
+        what = "config file" if name_or_path.endswith((".yaml", ".yml")) else "bundled config named"
+        raise ConfigError(f"no {what} {name_or_path!r}.{hint} Bundled configs: {', '.join(names)}")
+    resource = importlib.resources.files("birdie_jax.configs").joinpath(*f"{name}.yaml".split("/"))
+    return resource.read_text(encoding="utf-8"), f"configs/{name}.yaml"
 
 
 def config_to_yaml(cfg: Config) -> str:

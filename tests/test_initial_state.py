@@ -142,12 +142,17 @@ def test_killed_state_passing_run_resumes_bit_identically(tmp_path):
     assert any(bool(jnp.any(x)) for x in jax.tree.leaves(carried[0]))
 
 
-def test_post_training_starts_from_the_checkpoint(tmp_path):
+def test_post_training_recipe_starts_from_the_checkpoint(tmp_path):
     base = train(load_config("hawk_tiny", *TINY_RUN, "train.steps=3", f"train.run_dir={tmp_path / 'base'}"),
                  quiet=True)
-    post = load_config("hawk_tiny", *TINY_RUN, "train.steps=2", "initial_state=fitted_noise",
+    # The recipe config carries no model: the model and tokenizer come from the checkpoint.
+    post = load_config("configs/lengthgen/fitted_noise.yaml", *TINY_RUN, "train.steps=2",
                        "initial_state.calibration_batches=2", f"init_from={tmp_path / 'base'}",
                        f"train.run_dir={tmp_path / 'post'}")
     started = train(post, stop_after=0, quiet=True)
     for a, b in zip(jax.tree.leaves(started.params), jax.tree.leaves(base.params)):
         np.testing.assert_array_equal(a, b)
+    from birdie_jax.cli import main
+
+    assert main(["train", "--quiet", "--config", "configs/lengthgen/state_passing.yaml", *TINY_RUN,
+                 "train.steps=2", f"init_from={tmp_path / 'base'}", f"train.run_dir={tmp_path / 'sp'}"]) == 0

@@ -78,6 +78,8 @@ def train(cfg: Config, *, resume: bool = False, stop_after: int | None = None, q
       stop_after: stop (after checkpointing) once this many steps are done, as if killed.
       quiet: no progress output.
     """
+    if cfg.init_from:
+        cfg = adopt_source_model(cfg)
     tcfg = cfg.train
     run_dir = os.path.abspath(tcfg.run_dir)
     tokenizer = build_tokenizer(cfg.data.tokenizer, num_sentinels=cfg.data.num_sentinels)
@@ -198,17 +200,28 @@ def _training_iterator(cfg: Config, tokenizer, documents, mixture):
                                sample_transform=mixture)
 
 
+def adopt_source_model(cfg: Config) -> Config:
+    """Post-training (``init_from``): the model and tokenizer are the source checkpoint's, so a
+    recipe config (configs/lengthgen/*.yaml) applies to any pretrained run."""
+    from birdie_jax.config import config_from_dict  # noqa: PLC0415
+    from birdie_jax.training.checkpoint import find_checkpoint_dir  # noqa: PLC0415
+
+    source = Checkpointer(find_checkpoint_dir(cfg.init_from), read_only=True)
+    try:
+        meta = source.read_meta()
+    finally:
+        source.close()
+    source_cfg = config_from_dict(meta["config"], where=f"{cfg.init_from} (saved config)")
+    return dataclasses.replace(cfg, model=source_cfg.model, data=dataclasses.replace(
+        cfg.data, tokenizer=source_cfg.data.tokenizer, num_sentinels=source_cfg.data.num_sentinels))
+
+
 def _initialise_from(cfg: Config, model, extras: dict):
-    """Post-training: start from another run's parameters (same model config) and, when it
-    fitted them, its noise statistics. The optimizer, step and data start afresh."""
+    """Post-training: start from another run's parameters and, when it fitted them, its noise
+    statistics. The optimizer, step and data start afresh."""
     from birdie_jax.inference import load_checkpoint  # noqa: PLC0415 — avoids an import cycle
 
     source = load_checkpoint(cfg.init_from)
-    ours, theirs = cfg.to_dict()["model"], source.config.to_dict()["model"]
-    diff = [k for k in ours if k != "vocab_size" and ours[k] != theirs[k]]
-    if diff:
-        details = ", ".join(f"model.{k}: {theirs[k]!r} there vs {ours[k]!r} here" for k in diff)
-        raise CheckpointError(f"init_from={cfg.init_from} holds another model ({details})")
     if "stats" in extras and "stats" in source.extras:
         extras = {**extras, "stats": source.extras["stats"]}
     return source.model, extras
