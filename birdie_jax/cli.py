@@ -1,4 +1,4 @@
-"""Command line: ``birdie-jax train | generate | info``.
+"""Command line: ``birdie-jax train | generate | info | objectives | plot-mixture | analyze``.
 
 Every problem with user input ends with one line ``error: ...`` and exit status 2.
 """
@@ -37,9 +37,13 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
 
+    from birdie_jax.analysis.cli import add_analyze_parser
+    from birdie_jax.controller.plot import add_plot_mixture_parser
     from birdie_jax.objectives.show import add_objectives_parser
 
     add_objectives_parser(sub)
+    add_plot_mixture_parser(sub)
+    add_analyze_parser(sub)
 
     i = sub.add_parser("info", help="show a config, its parameter count and state size")
     i.add_argument("--config", required=True)
@@ -120,9 +124,12 @@ def main(argv: list[str] | None = None) -> int:
 
     absl_logging.set_verbosity(absl_logging.ERROR)  # Orbax's informational warnings are noise here
 
+    from birdie_jax.analysis.cli import run_analyze
+    from birdie_jax.controller.plot import run_plot_mixture
     from birdie_jax.objectives.show import run_objectives
 
-    handlers = {"train": _train, "generate": _generate, "info": _info, "objectives": run_objectives}
+    handlers = {"train": _train, "generate": _generate, "info": _info, "objectives": run_objectives,
+                "plot-mixture": run_plot_mixture, "analyze": run_analyze}
     try:
         return handlers[args.command](args)
     except (BirdieError, _UsageError) as e:

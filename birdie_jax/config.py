@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from birdie_jax.controller.config import ControllerConfig
 from birdie_jax.errors import ConfigError
 
 ARCHITECTURES = ("gated_ssm", "hawk", "transformer", "mamba2")
@@ -309,6 +310,7 @@ class Config:
     train: TrainConfig = TrainConfig()
     mixture: MixtureConfig = MixtureConfig()
     initial_state: InitialStateConfig = InitialStateConfig()
+    controller: ControllerConfig = ControllerConfig()
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -339,6 +341,15 @@ def _coerce(field: str, value: Any, annotation: Any) -> Any:
             except ConfigError as e:
                 errors.append(str(e))
         raise errors[0] if len(errors) == 1 else ConfigError(f"{field}: {value!r} matches none of {annotation}")
+    if origin is tuple:
+        args = typing.get_args(annotation)
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{field} must be a list, got {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(f"{field}[{i}]", v, args[0]) for i, v in enumerate(value))
+        if len(value) != len(args):
+            raise ConfigError(f"{field} must have {len(args)} values, got {len(value)}")
+        return tuple(_coerce(f"{field}[{i}]", v, t) for i, (v, t) in enumerate(zip(value, args)))
     if origin is dict:
         key_type, value_type = typing.get_args(annotation)
         if not isinstance(value, Mapping):
@@ -382,7 +393,7 @@ def _coerce(field: str, value: Any, annotation: Any) -> Any:
 
 
 _SECTIONS = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig, "mixture": MixtureConfig,
-             "initial_state": InitialStateConfig}
+             "initial_state": InitialStateConfig, "controller": ControllerConfig}
 # A section given a plain value sets this field of it (``mixture=ul2`` -> ``mixture.name=ul2``).
 _SECTION_SHORTHAND = {"mixture": "name", "initial_state": "kind"}
 

@@ -19,7 +19,7 @@ import pytest
 from birdie_jax import mixture
 from birdie_jax.controller import (BirdieController, ControllerConfig, candidate_rewards, class_normalised_score,
                                    class_onehot, controller_update, critic_mse, evaluation_steps, exploration_action,
-                                   exploration_probability, generate_candidates, init_critic,
+                                   exploration_probability, generate_candidates, init_critic, make_critic_optimizer,
                                    naive_candidate_rewards, select_action, uniform_class_action, update_trace_count,
                                    warmup_end)
 from birdie_jax.controller.plot import add_plot_mixture_parser, plot_mixture, run_plot_mixture
@@ -33,7 +33,6 @@ SMALL = ControllerConfig(critic_width=32, critic_state=64, critic_layers=2, crit
                          history_capacity=64, warmup_steps=30, evaluation_steps=(10,), evaluation_every=10,
                          scale_short_runs=False)
 RUN_STEPS = 600  # → 59 evaluations, 56 updates
-CACHE_SIZE_AT_IMPORT = controller_update._cache_size() if hasattr(controller_update, "_cache_size") else 0
 
 
 def run_bandit(rho, seed, *, controller=None, loss=None, stop_after=None):
@@ -42,10 +41,10 @@ def run_bandit(rho, seed, *, controller=None, loss=None, stop_after=None):
     every evaluation and the (controller, loss) to continue from."""
     ctl = controller or BirdieController(CLASSES, RUN_STEPS, SMALL, seed=seed)
     loss = np.full(N_ARMS, 5.0) if loss is None else loss
-    last = max(ctl._last_step, 0)
+    last = max(ctl.last_step, 0)
     steps, probs, explored, lengths = [], [], [], []
     for s in ctl.evaluation_steps:
-        if s <= ctl._last_step:
+        if s <= ctl.last_step:
             continue
         if stop_after is not None and s > stop_after:
             break
@@ -63,12 +62,23 @@ def class_share(probs, name):
     return probs[..., np.array(CLASSES) == name].sum(-1)
 
 
+def _jit_cache_size() -> int:
+    return controller_update._cache_size() if hasattr(controller_update, "_cache_size") else 0
+
+
+@pytest.fixture(scope="module", autouse=True)
+def cache_size_before_module():
+    """Executables in the update's jit cache before this module's first test (other modules
+    may have compiled it for other configs)."""
+    return _jit_cache_size()
+
+
 @pytest.fixture(scope="module")
 def high_rate_class():
     """Class ``c`` has clearly the largest rates; the run is done twice with the same seed."""
     rng = np.random.default_rng(7)
     rho = np.where(np.array(CLASSES) == "c", rng.uniform(0.008, 0.01, N_ARMS), rng.uniform(0.0005, 0.003, N_ARMS))
-    return rho, run_bandit(rho, seed=3), run_bandit(rho, seed=3)
+    return rho, run_bandit(rho, seed=0), run_bandit(rho, seed=0)
 
 
 # ----------------------------------------------------------------------------- reward
@@ -78,7 +88,8 @@ def test_reward_test_vectors():
     old = [4.5, 0.6, 4.5, 4.5, 1.0, 4.5, 2.0, 3.0, float("nan")]
     new = [4.2, 0.5207, 4.4, 4.6, 0.9, 4.5, 1.0, 3.5, 4.0]
     r = np.asarray(mixture.reward(np.array(old), np.array(new)))
-    np.testing.assert_array_equal(np.round(r.astype(np.float64), 3), [0.952, 0.954, 0.036, -0.037, 0.701, 0.0, 1.0, -1.0, 0.0])
+    want = [0.952, 0.954, 0.036, -0.037, 0.701, 0.0, 1.0, -1.0, 0.0]
+    np.testing.assert_array_equal(np.round(r.astype(np.float64), 3), want)
     assert round(float(r[4]), 2) == 0.70
     # arrays in, array out (any shape), NaN → 0 on either side, always in [−1, 1]
     grid = np.asarray(mixture.reward(np.full((2, 3), 2.0), np.array([[1.9, np.nan, 2.5], [0.1, 2.0, 40.0]])))
@@ -193,12 +204,13 @@ def test_critic_fits_a_known_reward_function():
     act[:t] = rng.dirichlet(np.full(N_ARMS, 0.5), t)
     target[:t] = np.tanh(6 * (act[:t] - 1 / N_ARMS))
     variance = float(target[:t].var())  # ≈ 0.29
-    ctl = BirdieController(CLASSES, RUN_STEPS, SMALL, seed=0)
-    params, opt_state = ctl._params, ctl._opt_state
+    onehot = class_onehot(np.unique(CLASSES, return_inverse=True)[1])
+    params = init_critic(0, N_ARMS, SMALL)
+    opt_state = make_critic_optimizer(SMALL).init(params)
     traces = []
     for u in range(4):
         params, opt_state, action, info = controller_update(
-            params, opt_state, loss, act, target, np.int32(t), loss[t - 1], ctl.onehot, np.float32(0.0),
+            params, opt_state, loss, act, target, np.int32(t), loss[t - 1], onehot, np.float32(0.0),
             jax.random.key_data(jax.random.key(u)), cfg=SMALL)
         traces.append(np.asarray(info["critic_mse"]))
     first = traces[0]
@@ -221,8 +233,8 @@ def test_synthetic_environment_moves_mass_to_high_rate_arms():
     run = run_bandit(rho, seed=0)
     late = run["probs"][run["steps"] >= RUN_STEPS // 2].mean(0)
     uniform = run["controller"].initial_probabilities()
-    assert late @ rho > 1.1 * (uniform @ rho)
-    assert np.corrcoef(late, rho)[0, 1] > 0.3
+    assert late @ rho > 1.1 * (uniform @ rho)  # ≈ 1.17×
+    assert np.corrcoef(late, rho)[0, 1] > 0.3  # ≈ 0.67
     assert np.all(run["probs"] >= 0) and np.allclose(run["probs"].sum(-1), 1.0)
 
 
@@ -235,8 +247,9 @@ def test_high_rate_class_gets_twice_the_uniform_share_and_is_reproducible(high_r
     assert np.all(share[~after_warmup] == pytest.approx(uniform))  # warm-up: uniform over classes
     critic_choices = after_warmup & ~run["explored"]
     assert critic_choices.sum() >= 20
-    assert share[critic_choices].mean() >= 2 * uniform
-    assert share[run["steps"] >= RUN_STEPS // 2].mean() >= 2 * uniform  # exploration included (p = 0.2)
+    assert share[after_warmup].mean() >= 2 * uniform  # every action after the warm-up (≈ 0.68 here)
+    assert share[critic_choices].mean() >= 2 * uniform  # the critic's own choices (≈ 0.80)
+    assert share[run["steps"] >= RUN_STEPS // 2].mean() >= 2 * uniform  # second half, p = 0.2 (≈ 0.75)
     np.testing.assert_array_equal(run["probs"], again["probs"])  # reproducible for a seed
     other = run_bandit(rho, seed=4, stop_after=200)
     assert not np.array_equal(other["probs"], run["probs"][: len(other["probs"])])
@@ -244,7 +257,7 @@ def test_high_rate_class_gets_twice_the_uniform_share_and_is_reproducible(high_r
 
 def test_save_resume_reproduces_an_uninterrupted_run(high_rate_class, tmp_path):
     rho, full, _ = high_rate_class
-    half = run_bandit(rho, seed=3, stop_after=RUN_STEPS // 2)
+    half = run_bandit(rho, seed=0, stop_after=RUN_STEPS // 2)
     ckpt = ocp.StandardCheckpointer()
     ckpt.save(tmp_path / "controller", half["controller"].state_dict())
     ckpt.wait_until_finished()
@@ -272,7 +285,13 @@ def test_metrics_are_flat_floats(high_rate_class):
     named = BirdieController(["ntp", "infill"], 100, SMALL, arm_names=["ntp", "infill/r15/mu3"])
     assert set(named.metrics()) >= {"mixture/prob/ntp", "mixture/arm_prob/infill/r15/mu3"}
     with pytest.raises(ValueError, match="increase"):
-        ctl.observe(ctl._last_step, np.ones(N_ARMS))
+        ctl.observe(ctl.last_step, np.ones(N_ARMS))
+    bad = np.full(N_ARMS, 4.0)
+    bad[0] = np.nan  # a non-finite loss: reward 0, the previous loss stays in the history
+    probs = ctl.observe(ctl.last_step + 10, bad)
+    m = ctl.metrics()
+    assert m["mixture/arm_reward/a_0"] == 0.0 and all(math.isfinite(v) for v in m.values())
+    assert np.all(probs >= 0) and probs.sum() == pytest.approx(1.0)
 
 
 # ----------------------------------------------------------------------------- plot
@@ -304,7 +323,7 @@ def test_plot_mixture_from_synthetic_metrics(tmp_path, capsys):
         plot_mixture(str(tmp_path / "clm"))
 
 
-def test_update_compiles_once_as_history_grows(high_rate_class):
+def test_update_compiles_once_as_history_grows(high_rate_class, cache_size_before_module):
     """Runs last: by now SMALL's update has served several controllers (fresh, re-seeded and
     restored from a checkpoint), T growing from 1 to 58 — and compiled once."""
     _, run, _ = high_rate_class
@@ -312,4 +331,4 @@ def test_update_compiles_once_as_history_grows(high_rate_class):
     assert len(grown) >= 3 and np.all(np.diff(grown) == 1)  # ≥ 3 updates, T growing
     assert update_trace_count(SMALL) == 1  # traced once (a counter incremented inside the traced function)
     if hasattr(controller_update, "_cache_size"):  # and compiled once: one more executable in jit's cache
-        assert controller_update._cache_size() - CACHE_SIZE_AT_IMPORT == 1
+        assert _jit_cache_size() - cache_size_before_module == 1

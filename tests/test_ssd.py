@@ -24,6 +24,13 @@ HEADS, WIDTH, SIZE = 4, 3, 5
 TIME_ARGS = ("x", "dt", "B", "C")
 
 
+@pytest.fixture(autouse=True)
+def _full_precision_matmuls():
+    """fp32 parity needs fp32 matmuls (GPUs default to TF32; no effect on CPU)."""
+    with jax.default_matmul_precision("highest"):
+        yield
+
+
 def _close(actual, expected, tol=TOL, what=""):
     actual, expected = np.asarray(actual), np.asarray(expected)
     assert np.all(np.isfinite(actual)), what

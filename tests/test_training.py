@@ -95,3 +95,42 @@ def test_objective_mixtures_train_end_to_end(tmp_path, mixture):
     assert any(k.startswith("loss/") for r in records for k in r)
     evals = [r for r in records if "val_loss" in r]
     assert evals and any(k.startswith("val_loss/") for k in evals[-1])
+
+
+BIRDIE_SMALL = ("mixture=birdie", "data.seq_len=128", "mixture.val_rows_per_config=1", "model.bidirectional=alternate",
+                "controller.critic_width=16", "controller.critic_state=16", "controller.critic_layers=1",
+                "controller.critic_steps=5", "controller.num_candidates=64", "train.steps=8", "train.eval_every=4")
+
+
+def _final_probabilities(run_dir):
+    from birdie_jax.training.checkpoint import Checkpointer
+
+    ckpt = Checkpointer(os.path.join(run_dir, "checkpoints"), read_only=True)
+    try:
+        return np.asarray(ckpt.read_meta()["mixture"]["probabilities"])
+    finally:
+        ckpt.close()
+
+
+def test_birdie_run_resumes_with_the_same_mixture_decisions(tmp_path, capsys):
+    full = train(_cfg(tmp_path / "full", *BIRDIE_SMALL), quiet=True)
+    cfg = _cfg(tmp_path / "killed", *BIRDIE_SMALL)
+    train(cfg, stop_after=3, quiet=True)
+    resumed = train(cfg, resume=True, quiet=True)
+    np.testing.assert_array_equal(_final_probabilities(tmp_path / "killed"), _final_probabilities(tmp_path / "full"))
+    for a, b in zip(jax.tree.leaves(resumed.params), jax.tree.leaves(full.params)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    with open(os.path.join(tmp_path / "full", "metrics.jsonl")) as f:
+        evals = [json.loads(line) for line in f if "mixture/prob/infill" in line]
+    assert len(evals) >= 3 and all(abs(sum(r[f"mixture/prob/{c}"] for c in
+                                           ("ntp", "plm", "sc", "copy", "deshuf", "infill", "ae")) - 1) < 1e-6
+                                       for r in evals)
+    assert os.path.exists(tmp_path / "full" / "mixture.png")
+    from birdie_jax.cli import main
+
+    assert main(["plot-mixture", str(tmp_path / "full")]) == 0
+
+
+def test_default_run_is_a_bidirectional_birdie_hawk():
+    cfg = load_config("default")
+    assert (cfg.mixture.name, cfg.model.architecture, cfg.model.bidirectional) == ("birdie", "hawk", "alternate")

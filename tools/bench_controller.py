@@ -13,6 +13,7 @@ training step time of ``bench_results/bench_train.json`` (the ``default`` entry'
 cost is only estimated here (forward ≈ 1/3 of a training step per batch of rows).
 
     python tools/bench_controller.py                   # paper sizes + cheaper variants
+    python tools/bench_controller.py --measure-train   # + the train step, timed alongside
     python tools/bench_controller.py --no-variants --repeats 5
 """
 
@@ -145,10 +146,22 @@ def main(argv=None) -> int:
     p.add_argument("--out", default="bench_results/bench_controller.json")
     p.add_argument("--val-rows-per-arm", type=int, default=2, help="held-out rows per arm (mixture default)")
     p.add_argument("--no-variants", action="store_true", help="time only the paper's sizes")
+    p.add_argument("--measure-train", action="store_true",
+                   help="also time the default config's train step in this process (tools/bench_train.py's "
+                        "bench_config), so both sides of the ratio see the same machine load; the ratio then "
+                        "uses this figure")
     args = p.parse_args(argv)
 
     run = default_run_shape()
     step_ms, step_source = training_step_ms(args.bench_train, args.step_ms, run["architecture"])
+    file_step_ms = step_ms
+    if args.measure_train:
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        from bench_train import bench_config
+
+        measured = bench_config("default", args.repeats, [])
+        print(json.dumps(measured), flush=True)
+        step_ms, step_source = float(measured["step_ms"]), "measured in this run (bench_train.bench_config)"
     paper = ControllerConfig()
     rows = []
     configs = {"paper (default ControllerConfig)": paper}
@@ -175,7 +188,8 @@ def main(argv=None) -> int:
                     "cpu_count": os.cpu_count(), "platform": platform.platform(),
                     "python": platform.python_version(), "load_average_at_end": os.getloadavg()},
         "arms": len(arm_classes()), "candidates": paper.num_candidates, "step_ms": step_ms,
-        "step_ms_source": step_source, "default_run": run, "target_fraction": 0.01, "results": rows,
+        "step_ms_source": step_source, "step_ms_bench_train_json": file_step_ms, "default_run": run,
+        "target_fraction": 0.01, "results": rows,
     }
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
     with open(args.out, "w") as f:

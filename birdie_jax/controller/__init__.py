@@ -21,7 +21,7 @@ from birdie_jax.controller.update import controller_update, update_trace_count
 __all__ = [
     "BirdieController", "ControllerConfig", "candidate_rewards", "class_index", "class_normalised_score",
     "class_onehot", "class_weights", "controller_update", "critic_forward", "critic_mse", "critic_step",
-    "evaluation_steps", "exploration_action", "history_capacity", "exploration_probability", "generate_candidates", "init_critic",
-    "make_critic_optimizer", "naive_candidate_rewards", "reward", "select_action", "train_critic",
-    "uniform_class_action", "update_trace_count", "warmup_end",
+    "evaluation_steps", "exploration_action", "exploration_probability", "generate_candidates",
+    "history_capacity", "init_critic", "make_critic_optimizer", "naive_candidate_rewards", "reward",
+    "select_action", "train_critic", "uniform_class_action", "update_trace_count", "warmup_end",
 ]

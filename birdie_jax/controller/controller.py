@@ -37,10 +37,19 @@ class BirdieController:
       seed: seeds the critic's initialisation and every random choice.
       arm_names: a name per arm for the metrics (default ``<class>_<j>``).
 
-    Typical use, at every step ``s`` where :meth:`is_evaluation_step` is true::
+    Typical use (``s`` = optimizer steps done, as the training loop counts them)::
 
-        probs = controller.observe(s, per_arm_validation_losses)   # float64[n], sums to 1
-        pipeline.set_probabilities(probs); writer.write(s, controller.metrics())
+        pipeline.set_probabilities(controller.initial_probabilities())   # before step 1
+        ...
+        if controller.is_evaluation_step(s):
+            probs = controller.observe(s, per_arm_validation_losses)   # float64[n], sums to 1
+            pipeline.set_probabilities(probs)
+            writer.write(s, controller.metrics())
+
+    Checkpoint :meth:`state_dict` with the train state (e.g. one more Orbax item saved with
+    ``StandardSave``); on resume build the controller with the same arguments, restore the
+    item with ``StandardRestore(abstract_like(controller.state_dict()))``, call
+    :meth:`load_state_dict` and set ``controller.probabilities`` in the pipeline.
     """
 
     def __init__(self, arm_classes: Sequence[str], total_steps: int, config: ControllerConfig = ControllerConfig(),
@@ -108,7 +117,13 @@ class BirdieController:
 
     @property
     def history_length(self) -> int:
+        """T: the number of (loss, action, reward) rows the critic trains on."""
         return self._length
+
+    @property
+    def last_step(self) -> int:
+        """The step of the latest :meth:`observe` (−1 before the first)."""
+        return self._last_step
 
     # ------------------------------------------------------------------ the update
 

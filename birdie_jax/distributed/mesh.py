@@ -47,7 +47,7 @@ class MeshConfig:
         sizes = dataclasses.asdict(self)
         bad = {k: v for k, v in sizes.items() if not isinstance(v, int) or isinstance(v, bool) or v == 0 or v < -1}
         if bad:
-            raise ValueError(f"mesh: sizes must be positive integers or -1, got "
+            raise ValueError("mesh: sizes must be positive integers or -1, got "
                              + ", ".join(f"mesh.{k}={v!r}" for k, v in bad.items()))
         if sum(v == -1 for v in sizes.values()) > 1:
             raise ValueError("mesh: at most one of " + ", ".join(f"mesh.{k}" for k in sizes)

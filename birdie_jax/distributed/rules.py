@@ -23,6 +23,9 @@ Every leaf of the parameters (an ``nnx.State``) and of the optimizer state gets 
 2. **FSDP** (mesh axis ``fsdp``): every leaf of 2 or more dims has its largest remaining
    dim that the ``fsdp`` size divides sharded over ``fsdp`` (ties: the first); 0-D/1-D
    leaves (norm scales, biases, counts) and leaves with no divisible dim are replicated.
+   Leaves already split over ``tensor`` are not also split over ``fsdp`` unless
+   ``ShardingRules(fsdp_with_tensor=True)`` (an XLA partitioner bug, see
+   :class:`ShardingRules`); with ``tensor = 1`` (the usual FSDP setup) this changes nothing.
 
 Optimizer moments (Adam's ``mu``/``nu``, or any optimizer-state leaf whose path ends
 with a parameter's path and has its shape) follow their parameter; every other leaf
@@ -54,6 +57,13 @@ class ShardingRules:
       channel: module or leaf names whose last dim is a recurrence channel split over ``tensor``.
       vocab: leaf names of ``[vocab, d]`` embedding tables (vocabulary over ``tensor``).
       fsdp_min_size: leaves with fewer elements stay replicated over ``fsdp`` (0: shard all).
+      fsdp_with_tensor: also FSDP-shard leaves that are tensor-sharded (2-D sharding
+        ``[fsdp, tensor]``). Off by default: XLA 0.10's SPMD partitioner (Shardy and GSPMD
+        alike) computes wrong gradients for such 2-D-sharded kernels on meshes with
+        data, fsdp and tensor all > 1 at some per-device token counts (minimal repro in
+        ``docs/distributed.md``), so by default a tensor-sharded leaf is replicated over
+        ``fsdp`` (and ``data``). Turn it on only after checking your mesh and shapes with
+        ``tests/distributed_worker.py``-style parity checks.
     """
 
     column: tuple[str, ...] = ("in_proj", "gate_proj", "qkv_proj", "forget_gate", "a_gate", "x_gate", "gate",
@@ -62,6 +72,7 @@ class ShardingRules:
     channel: tuple[str, ...] = ("conv", "a_param", "A_log", "D", "dt_bias")
     vocab: tuple[str, ...] = ("embedding",)
     fsdp_min_size: int = 0
+    fsdp_with_tensor: bool = False
 
 
 DEFAULT_RULES = ShardingRules()
@@ -118,7 +129,8 @@ def leaf_spec(names: tuple[str, ...], shape: tuple[int, ...], sizes: Mapping[str
     size = 1
     for s in shape:
         size *= int(s)
-    if fsdp > 1 and len(shape) >= 2 and size >= rules.fsdp_min_size:
+    tensor_sharded = "tensor" in entries
+    if fsdp > 1 and len(shape) >= 2 and size >= rules.fsdp_min_size and (rules.fsdp_with_tensor or not tensor_sharded):
         free = [d for d in range(len(shape)) if entries[d] is None and shape[d] % fsdp == 0]
         if free:
             best = max(free, key=lambda d: (shape[d], -d))

@@ -20,6 +20,9 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
+from jax.sharding import PartitionSpec
+
+from birdie_jax.distributed.mesh import BATCH_AXES
 from birdie_jax.distributed.rules import DEFAULT_RULES, ShardingRules, batch_sharding, replicated, state_shardings
 from birdie_jax.training.step import Batch, TrainState, batch_loss
 
@@ -89,20 +92,42 @@ def shard_train_step(train_step_fn: Callable[[TrainState, Batch], tuple[TrainSta
 
 
 def split_micro_batches(batch: Batch, num_micro: int) -> Batch:
-    """``{k: [B, ...]}`` → ``{k: [num_micro, B / num_micro, ...]}``, micro-batch j = rows j, j+k, j+2k, …
+    """``{k: [B, ...]}`` → ``{k: [num_micro, B / num_micro, ...]}``, micro-batch j = rows
+    ``[j·B/num_micro, (j+1)·B/num_micro)``.
 
-    Strided rather than contiguous: with the rows split over ``data``×``fsdp``, every
-    device then holds ``1/num_micro`` of its own rows in each micro-batch (no data moves
-    and no device idles), provided its row count is a multiple of ``num_micro``.
+    Under a mesh (``jax.set_mesh``, as :func:`shard_train_step` does) the stacked
+    micro-batches are then constrained to ``P(None, ("data", "fsdp"), "sequence")`` so every
+    micro-batch is split over all data-parallel devices (a one-off reshuffle of the token
+    ids before the loop, instead of micro-batches living on a subset of the devices).
+
+    The reshuffle moves only int32 token ids (``B·T·4`` bytes per field), negligible
+    next to one micro-batch's activations.
     """
     def split(x):
         if x.shape[0] % num_micro:
             raise ValueError(f"gradient accumulation: batch of {x.shape[0]} rows does not split into "
                              f"{num_micro} micro-batches")
-        x = x.reshape((x.shape[0] // num_micro, num_micro) + x.shape[1:])
-        return jnp.swapaxes(x, 0, 1)
+        return x.reshape((num_micro, x.shape[0] // num_micro) + x.shape[1:])
 
-    return jax.tree.map(split, batch)
+    micro = jax.tree.map(split, batch)
+    mesh = jax.sharding.get_abstract_mesh()
+    sizes = dict(mesh.shape) if mesh is not None else {}
+    rows = tuple(a for a in BATCH_AXES if sizes.get(a, 1) > 1)
+    if rows or sizes.get("sequence", 1) > 1:
+        per_device_rows = 1
+        for a in rows:
+            per_device_rows *= sizes[a]
+
+        def constrain(x):
+            if x.shape[1] % per_device_rows:
+                return x
+            time = "sequence" if sizes.get("sequence", 1) > 1 and x.ndim >= 3 else None
+            if time and x.shape[2] % sizes["sequence"]:
+                time = None
+            return jax.lax.with_sharding_constraint(x, PartitionSpec(None, rows or None, time))
+
+        micro = jax.tree.map(constrain, micro)
+    return micro
 
 
 def accumulate_gradients(loss_and_grad_fn: LossAndGrad, params: Any, batch: Batch,

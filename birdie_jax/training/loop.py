@@ -16,7 +16,7 @@ from flax import nnx
 
 from birdie_jax.config import Config, config_to_yaml
 from birdie_jax.data.corpus import load_documents, split_documents
-from birdie_jax.data.pipeline import make_batch_iterator, make_eval_batches
+from birdie_jax.data.pipeline import make_batch_iterator
 from birdie_jax.errors import BirdieError, CheckpointError, ConfigError
 from birdie_jax.models import build_model, count_parameters, state_size
 from birdie_jax.plotting import plot_loss_curve
@@ -26,10 +26,12 @@ from birdie_jax.training import initial_state as interventions
 from birdie_jax.training.checkpoint import Checkpointer, abstract_like
 from birdie_jax.training.metrics import MetricsWriter, Progress, read_metrics
 from birdie_jax.training.optim import learning_rate_schedule, make_optimizer
-from birdie_jax.objectives import build_mixture, make_validation_sets
-from birdie_jax.training.step import (
-    class_metrics, evaluate, evaluate_per_arm, init_train_state, make_eval_step, make_train_step,
-)
+from birdie_jax.controller import BirdieController
+from birdie_jax.controller.plot import plot_mixture
+from birdie_jax.objectives import build_mixture
+from birdie_jax.training.posttrain import adopt_source_model, calibrate_statistics, initialise_from
+from birdie_jax.training.step import class_metrics, init_train_state, make_train_step
+from birdie_jax.training.validation import Validator
 
 
 @dataclasses.dataclass
@@ -74,7 +76,8 @@ def train(cfg: Config, *, resume: bool = False, stop_after: int | None = None, q
     Args:
       cfg: the experiment.
       resume: continue from the latest checkpoint in ``cfg.train.run_dir`` (exactly: same
-        parameters, optimizer state, data position and RNG as an uninterrupted run).
+        parameters, optimizer state, data position, mixture, controller and RNG as an
+        uninterrupted run).
       stop_after: stop (after checkpointing) once this many steps are done, as if killed.
       quiet: no progress output.
     """
@@ -90,16 +93,13 @@ def train(cfg: Config, *, resume: bool = False, stop_after: int | None = None, q
     train_docs, val_docs = split_documents(documents, cfg.data.validation_fraction, cfg.seed)
 
     checkpointer = Checkpointer(os.path.join(run_dir, "checkpoints"), keep=tcfg.keep_checkpoints)
-    existing = checkpointer.latest_step()
-    if existing is not None and not resume:
-        raise CheckpointError(f"{run_dir} already holds checkpoints (latest step {existing}); pass --resume to "
-                              "continue that run or choose another train.run_dir")
-    if resume and existing is None:
-        raise CheckpointError(f"--resume: no checkpoint in {run_dir}/checkpoints to resume from")
-    saved_meta = checkpointer.read_meta() if resume else None
-    if resume:
-        check_compatible(saved_meta, cfg, tokenizer, f"{run_dir}/checkpoints")
+    saved_meta = _check_run_dir(checkpointer, cfg, tokenizer, run_dir, resume)
     mixture = build_mixture(cfg.mixture, tokenizer, seq_len=cfg.data.seq_len)
+    controller = None
+    if cfg.mixture.name == "birdie":
+        controller = BirdieController(mixture.arm_classes, tcfg.steps, cfg.controller, seed=cfg.seed,
+                                      arm_names=mixture.arm_names)
+        mixture.set_probabilities(controller.initial_probabilities())
 
     model = build_model(cfg, seed=cfg.seed, vocab_size=tokenizer.vocab_size)
     init_cfg = cfg.initial_state
@@ -107,19 +107,21 @@ def train(cfg: Config, *, resume: bool = False, stop_after: int | None = None, q
     interventions.check_supported(init_cfg.kind, zero_state, cfg.model.architecture)
     extras = interventions.init_extras(init_cfg, zero_state)
     if cfg.init_from and not resume:
-        model, extras = _initialise_from(cfg, model, extras)
+        model, extras = initialise_from(cfg, model, extras)
     graphdef, params = nnx.split(model)
     tx = make_optimizer(tcfg)
-    schedule = learning_rate_schedule(tcfg)
     state = init_train_state(params, tx, cfg.seed, extras)
     iterator = _training_iterator(cfg, tokenizer, train_docs, mixture)
     if resume:
-        state = checkpointer.restore(abstract_like(state), iterator)
+        restored = checkpointer.restore(abstract_like(state), iterator, abstract_controller=(
+            abstract_like(controller.state_dict()) if controller else None))
+        state = restored[0] if controller else restored
+        if controller:
+            controller.load_state_dict(restored[1])
         if "mixture" in saved_meta:
             mixture.set_state(saved_meta["mixture"])
     elif init_cfg.kind == "fitted_noise" and init_cfg.calibration_batches and float(extras["stats"][0]["count"]) == 0:
-        state["extras"]["stats"] = _calibrate_statistics(cfg, tokenizer, train_docs, graphdef, params,
-                                                         extras["stats"])
+        state["extras"]["stats"] = calibrate_statistics(cfg, tokenizer, train_docs, graphdef, params, extras["stats"])
     start = int(state["step"])
 
     os.makedirs(run_dir, exist_ok=True)
@@ -127,55 +129,54 @@ def train(cfg: Config, *, resume: bool = False, stop_after: int | None = None, q
         f.write(config_to_yaml(cfg))
     writer = MetricsWriter(run_dir, tensorboard=tcfg.tensorboard, wandb_project=cfg.name if tcfg.wandb else None,
                            config=cfg.to_dict(), resume_step=start if resume else None)
-    eval_batches = [to_device(b) for b in make_eval_batches(
-        val_docs, tokenizer, seq_len=cfg.data.seq_len, batch_size=cfg.data.batch_size,
-        num_batches=tcfg.eval_batches, seed=cfg.seed)] if tcfg.eval_every and tcfg.eval_batches else []
-    arm_batches = {}
-    if tcfg.eval_every and cfg.mixture.name != "clm" and val_docs:
-        arm_batches = {name: [to_device(b) for b in batches] for name, batches in make_validation_sets(
-            val_docs, tokenizer, mixture, seq_len=cfg.data.seq_len, rows_per_arm=cfg.mixture.val_rows_per_config,
-            seed=cfg.seed).items()}
-    arm_classes = dict(zip(mixture.arm_names, mixture.arm_classes))
-    train_step = make_train_step(graphdef, tx, schedule, None if cfg.mixture.name == "clm" else mixture.class_lookup,
-                                 init_cfg)
-    eval_step = make_eval_step(graphdef)
+    validator = Validator(cfg, tokenizer, val_docs, mixture, graphdef)
+    train_step = make_train_step(graphdef, tx, learning_rate_schedule(tcfg),
+                                 None if cfg.mixture.name == "clm" else mixture.class_lookup, init_cfg)
     progress = Progress(tcfg.steps, start, enabled=tcfg.progress and not quiet, log_every=tcfg.log_every)
     if start == 0:
         progress.note(f"{cfg.model.architecture}: {count_parameters(model):,} parameters, "
-                      f"state {state_size(model):,} floats/sequence; run folder {run_dir}")
+                      f"state {state_size(model):,} floats/sequence; mixture {cfg.mixture.name}; run folder {run_dir}")
     del model, params
 
     last_loss, val_loss, pending = math.nan, None, None
     tokens_per_step = cfg.data.batch_size * cfg.data.seq_len
     end = tcfg.steps if stop_after is None else min(stop_after, tcfg.steps)
+
+    def flush() -> None:  # log the step whose metrics are still on the device
+        nonlocal pending, last_loss
+        if pending is not None:
+            last_loss = _log_step(writer, progress, *pending, tokens_per_step, tcfg.log_every)
+            pending = None
+
     try:
         for step in range(start, end):
             batch = to_device(next(iterator))
             state, metrics = train_step(state, batch)
-            if pending is not None:  # read the previous step's metrics while this one runs
-                last_loss = _log_step(writer, progress, *pending, tokens_per_step, tcfg.log_every)
+            flush()  # the previous step's metrics, read while this one runs
             pending = (step + 1, metrics)
             done = step + 1
-            if (eval_batches or arm_batches) and (done % tcfg.eval_every == 0 or done == tcfg.steps):
-                last_loss = _log_step(writer, progress, *pending, tokens_per_step, tcfg.log_every)
-                pending = None
-                val = evaluate(eval_step, state["params"], eval_batches) if eval_batches else {}
-                if arm_batches:
-                    _, per_class = evaluate_per_arm(eval_step, state["params"], arm_batches, arm_classes)
+            general = validator.ntp_batches and tcfg.eval_every and (done % tcfg.eval_every == 0 or done == tcfg.steps)
+            per_arm = validator.arm_batches and (controller.is_evaluation_step(done) if controller else general)
+            if general or per_arm:
+                flush()
+                val = validator.next_token(state["params"]) if general else {}
+                if per_arm:
+                    losses, per_class = validator.per_arm(state["params"])
                     val.update(per_class)
+                    if controller:
+                        mixture.set_probabilities(controller.observe(done, losses))
+                        val.update(controller.metrics())
                 val_loss = val.get("val_loss", val_loss)
                 writer.write(done, val)
                 if "val_loss" in val:
                     progress.note(f"step {done}: validation loss {val_loss:.4f}, accuracy {val['val_accuracy']:.3f}")
                 progress.restart_clock()
             if (tcfg.checkpoint_every and done % tcfg.checkpoint_every == 0) or done in (tcfg.steps, end):
-                if pending is not None:
-                    last_loss = _log_step(writer, progress, *pending, tokens_per_step, tcfg.log_every)
-                    pending = None
-                checkpointer.save(done, state, iterator, run_meta(cfg, tokenizer, mixture))
+                flush()
+                checkpointer.save(done, state, iterator, run_meta(cfg, tokenizer, mixture),
+                                  controller.state_dict() if controller else None)
                 progress.restart_clock()
-        if pending is not None:
-            last_loss = _log_step(writer, progress, *pending, tokens_per_step, tcfg.log_every)
+        flush()
     finally:
         progress.close()
         checkpointer.close()
@@ -183,8 +184,25 @@ def train(cfg: Config, *, resume: bool = False, stop_after: int | None = None, q
     records = read_metrics(writer.path)
     if records:
         plot_loss_curve(records, os.path.join(run_dir, "loss.png"), title=f"{cfg.name}: {cfg.model.architecture}")
+        if controller:
+            plot_mixture(run_dir)
     final = nnx.merge(graphdef, state["params"])
     return TrainResult(run_dir, int(state["step"]), last_loss, val_loss, state["params"], final)
+
+
+def _check_run_dir(checkpointer: Checkpointer, cfg: Config, tokenizer, run_dir: str, resume: bool) -> dict | None:
+    """Refuses to overwrite a run, or to resume a missing or different one; returns the saved metadata."""
+    existing = checkpointer.latest_step()
+    if existing is not None and not resume:
+        raise CheckpointError(f"{run_dir} already holds checkpoints (latest step {existing}); pass --resume to "
+                              "continue that run or choose another train.run_dir")
+    if not resume:
+        return None
+    if existing is None:
+        raise CheckpointError(f"--resume: no checkpoint in {run_dir}/checkpoints to resume from")
+    saved = checkpointer.read_meta()
+    check_compatible(saved, cfg, tokenizer, f"{run_dir}/checkpoints")
+    return saved
 
 
 def _training_iterator(cfg: Config, tokenizer, documents, mixture):
@@ -198,50 +216,6 @@ def _training_iterator(cfg: Config, tokenizer, documents, mixture):
     return make_batch_iterator(documents, tokenizer, seq_len=cfg.data.seq_len, batch_size=cfg.data.batch_size,
                                seed=cfg.seed, shuffle=cfg.data.shuffle, num_workers=cfg.data.num_workers,
                                sample_transform=mixture)
-
-
-def adopt_source_model(cfg: Config) -> Config:
-    """Post-training (``init_from``): the model and tokenizer are the source checkpoint's, so a
-    recipe config (configs/lengthgen/*.yaml) applies to any pretrained run."""
-    from birdie_jax.config import config_from_dict  # noqa: PLC0415
-    from birdie_jax.training.checkpoint import find_checkpoint_dir  # noqa: PLC0415
-
-    source = Checkpointer(find_checkpoint_dir(cfg.init_from), read_only=True)
-    try:
-        meta = source.read_meta()
-    finally:
-        source.close()
-    source_cfg = config_from_dict(meta["config"], where=f"{cfg.init_from} (saved config)")
-    return dataclasses.replace(cfg, model=source_cfg.model, data=dataclasses.replace(
-        cfg.data, tokenizer=source_cfg.data.tokenizer, num_sentinels=source_cfg.data.num_sentinels))
-
-
-def _initialise_from(cfg: Config, model, extras: dict):
-    """Post-training: start from another run's parameters and, when it fitted them, its noise
-    statistics. The optimizer, step and data start afresh."""
-    from birdie_jax.inference import load_checkpoint  # noqa: PLC0415 — avoids an import cycle
-
-    source = load_checkpoint(cfg.init_from)
-    if "stats" in extras and "stats" in source.extras:
-        extras = {**extras, "stats": source.extras["stats"]}
-    return source.model, extras
-
-
-def _calibrate_statistics(cfg: Config, tokenizer, documents, graphdef, params, stats):
-    """Fits the noise statistics on zero-state forward passes over training batches (spec §3.2)."""
-    from birdie_jax.training.step import batch_loss  # noqa: PLC0415
-
-    batches = make_batch_iterator(documents, tokenizer, seq_len=cfg.data.seq_len, batch_size=cfg.data.batch_size,
-                                  seed=cfg.seed + 1, shuffle=True)
-
-    @jax.jit
-    def fold(stats, batch):
-        _, aux = batch_loss(graphdef, params, batch, return_state=True)
-        return interventions.update_statistics(stats, aux["final_state"])
-
-    for _ in range(cfg.initial_state.calibration_batches):
-        stats = fold(stats, to_device(next(batches)))
-    return stats
 
 
 def _log_step(writer: MetricsWriter, progress: Progress, step: int, metrics: dict[str, Any],

@@ -138,20 +138,40 @@ def evaluate(eval_step, params: nnx.State, batches: list[Batch]) -> dict[str, fl
     return {"val_loss": totals["loss_sum"] / n, "val_accuracy": totals["correct"] / n}
 
 
-def evaluate_per_arm(eval_step, params: nnx.State, arm_batches: dict[str, list[Batch]],
-                     arm_classes: dict[str, str]) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
-    """Per-arm {name: {"loss", "accuracy"}} and per-class ``val_loss/<class>``, ``val_accuracy/<class>``."""
-    per_arm, per_class = {}, {}
-    for name, batches in arm_batches.items():
-        t = evaluation_totals(eval_step, params, batches)
-        n = max(t["label_tokens"], 1.0)
-        per_arm[name] = {"loss": t["loss_sum"] / n, "accuracy": t["correct"] / n}
-        acc = per_class.setdefault(arm_classes[name], {"loss_sum": 0.0, "label_tokens": 0.0, "correct": 0.0})
-        for k in acc:
-            acc[k] += t[k]
+def make_arm_eval_step(graphdef: nnx.GraphDef, num_tags: int) -> Callable[[nnx.State, Batch], dict]:
+    """A jitted ``(params, batch) -> {"loss_sum", "label_tokens", "correct"}``, each float32[num_tags],
+    summed per ``arm_ids`` tag, so rows of many arms share one forward pass."""
+
+    def arm_eval_step(params: nnx.State, batch: Batch) -> dict:
+        model = nnx.merge(graphdef, params)
+        logits = model(batch["inputs"], batch["segment_ids"], batch["region"] != 2)
+        losses, mask = token_losses(logits, batch["targets"])
+        correct = (jnp.argmax(logits, -1) == batch["targets"]) & mask
+        onehot = ((batch["arm_ids"][..., None] == jnp.arange(num_tags)) & mask[..., None]).astype(jnp.float32)
+        return {"loss_sum": jnp.einsum("btc,bt->c", onehot, losses), "label_tokens": onehot.sum((0, 1)),
+                "correct": jnp.einsum("btc,bt->c", onehot, correct.astype(jnp.float32))}
+
+    return jax.jit(arm_eval_step)
+
+
+def evaluate_per_arm(arm_eval_step, params: nnx.State, batches: list[Batch], arm_names: list[str],
+                     arm_classes: list[str]) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
+    """Per-arm {name: {"loss", "accuracy"}} and per-class ``val_loss/<class>``, ``val_accuracy/<class>``.
+
+    ``batches`` hold rows of every arm, tagged by ``arm_ids`` (arm i has tag i).
+    """
+    totals = {k: np.zeros(len(arm_names) + 1) for k in ("loss_sum", "label_tokens", "correct")}
+    for batch in batches:
+        out = arm_eval_step(params, batch)
+        for k in totals:
+            totals[k] += np.asarray(out[k])[: len(arm_names) + 1]
+    per_arm = {name: {"loss": totals["loss_sum"][i] / max(totals["label_tokens"][i], 1.0),
+                      "accuracy": totals["correct"][i] / max(totals["label_tokens"][i], 1.0)}
+               for i, name in enumerate(arm_names)}
     metrics = {}
-    for cls, t in per_class.items():
-        n = max(t["label_tokens"], 1.0)
-        metrics[f"val_loss/{cls}"] = t["loss_sum"] / n
-        metrics[f"val_accuracy/{cls}"] = t["correct"] / n
+    for cls in dict.fromkeys(arm_classes):
+        idx = [i for i, c in enumerate(arm_classes) if c == cls]
+        n = max(totals["label_tokens"][idx].sum(), 1.0)
+        metrics[f"val_loss/{cls}"] = float(totals["loss_sum"][idx].sum() / n)
+        metrics[f"val_accuracy/{cls}"] = float(totals["correct"][idx].sum() / n)
     return per_arm, metrics

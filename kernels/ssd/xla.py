@@ -18,6 +18,9 @@ the intra-chunk decay is masked to doc_l == doc_s, a chunk state sums only the c
 last document, the carry crosses a chunk only if no document starts inside it, and Y_off
 reaches only the tokens that continue the document entering the chunk.
 
+Matmuls run at the default precision (TF32 for float32 on recent GPUs, as upstream's
+kernels); wrap a call in ``jax.default_matmul_precision("highest")`` for full fp32.
+
 Axis legend: b batch, l/s time, c chunks, q position in a chunk, h heads, g groups,
 r heads per group (h = g·r), p head width, n state size.
 """
