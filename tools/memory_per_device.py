@@ -37,14 +37,16 @@ from birdie_jax.training.optim import make_optimizer
 from birdie_jax.training.step import batch_loss, init_train_state
 
 CONFIGS = ("gated_ssm_paper", "hawk_paper", "transformer_paper")
-# (label, axis sizes). Devices = product.
+# (label, axis sizes, rules). Devices = product of the sizes.
+FSDP_WITH_TENSOR = dataclasses.replace(DEFAULT_RULES, fsdp_with_tensor=True)
 MESHES = (
-    ("1 device", dict(data=1, fsdp=1, tensor=1, sequence=1)),
-    ("8: data=8 (pure DP)", dict(data=8, fsdp=1, tensor=1, sequence=1)),
-    ("8: fsdp=8", dict(data=1, fsdp=8, tensor=1, sequence=1)),
-    ("8: fsdp=4 tensor=2", dict(data=1, fsdp=4, tensor=2, sequence=1)),
-    ("64: data=8 fsdp=8", dict(data=8, fsdp=8, tensor=1, sequence=1)),
-    ("256: data=4 fsdp=64", dict(data=4, fsdp=64, tensor=1, sequence=1)),
+    ("1 device", dict(data=1, fsdp=1, tensor=1, sequence=1), DEFAULT_RULES),
+    ("8: data=8 (pure DP)", dict(data=8, fsdp=1, tensor=1, sequence=1), DEFAULT_RULES),
+    ("8: fsdp=8", dict(data=1, fsdp=8, tensor=1, sequence=1), DEFAULT_RULES),
+    ("8: fsdp=4 tensor=2", dict(data=1, fsdp=4, tensor=2, sequence=1), DEFAULT_RULES),
+    ("8: fsdp=4 tensor=2, fsdp_with_tensor", dict(data=1, fsdp=4, tensor=2, sequence=1), FSDP_WITH_TENSOR),
+    ("64: data=8 fsdp=8", dict(data=8, fsdp=8, tensor=1, sequence=1), DEFAULT_RULES),
+    ("256: data=4 fsdp=64", dict(data=4, fsdp=64, tensor=1, sequence=1), DEFAULT_RULES),
 )
 GB = 1024**3
 
@@ -55,9 +57,10 @@ def abstract_state(cfg):
     return jax.eval_shape(lambda: init_train_state(nnx.split(build_model(cfg, seed=0))[1], tx, 0))
 
 
-def state_bytes(state, sizes: dict) -> dict[str, int]:
-    """Per-device bytes of parameters, gradients and optimizer state under the rules."""
-    specs = state_specs(state, sizes, DEFAULT_RULES)
+def state_bytes(state, sizes: dict, rules=DEFAULT_RULES) -> dict[str, int]:
+    """Per-device bytes of parameters, gradients and optimizer state under the rules
+    (gradients are laid out like their parameters, as the reduce-scatter of FSDP leaves them)."""
+    specs = state_specs(state, sizes, rules)
 
     def total(tree, spec_tree):
         leaves = jax.tree.leaves(tree)
@@ -94,7 +97,6 @@ def main(argv=None) -> int:
     parser.add_argument("--no-activations", action="store_true", help="skip the (compiling) activation estimate")
     args = parser.parse_args(argv)
 
-    rows = []
     for name in args.configs:
         cfg = load_config(name)
         state = abstract_state(cfg)
@@ -106,7 +108,8 @@ def main(argv=None) -> int:
         if act is not None:
             print(f"Activation estimate (XLA temp buffers of loss+grad, CPU compile, no remat): "
                   f"{act[0] / GB:.2f} GiB per row of {cfg.data.seq_len} tokens "
-                  f"({act[1] / GB:.3f} GiB per layer).\n")
+                  f"({act[1] / GB:.3f} GiB per layer, {act[1] / cfg.data.seq_len / 1024:.0f} KiB per token "
+                  f"per layer).\n")
         header = "| mesh | params | grads | AdamW mu+nu | state total |"
         sep = "|---|---|---|---|---|"
         if act is not None:
@@ -114,15 +117,14 @@ def main(argv=None) -> int:
             sep += "---|---|"
         print(header)
         print(sep)
-        for label, sizes in MESHES:
-            b = state_bytes(state, sizes)
+        for label, sizes, rules in MESHES:
+            b = state_bytes(state, sizes, rules)
             total = b["params"] + b["grads"] + b["optimizer"] + b["other"]
             line = (f"| {label} | {b['params'] / GB:.2f} | {b['grads'] / GB:.2f} | {b['optimizer'] / GB:.2f} | "
                     f"{total / GB:.2f} |")
             if act is not None:
                 line += f" {(total + act[0]) / GB:.2f} | {(total + 4 * act[0]) / GB:.2f} |"
             print(line)
-            rows.append(dataclasses.asdict(cfg.model) | {"config": name, "mesh": label, **b})
         sys.stdout.flush()
     print("\nAll figures in GiB per device.")
     return 0
