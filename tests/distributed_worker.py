@@ -56,6 +56,12 @@ def max_diff(x, y) -> float:
                for a, b in zip(jax.tree.leaves(x), jax.tree.leaves(y)))
 
 
+def scaled_diff(x, y) -> float:
+    """max |x - y| / max(1, max |x|): gradients of sums over many terms are large in absolute value."""
+    scale = max(1.0, max(float(np.max(np.abs(np.asarray(a)))) for a in jax.tree.leaves(x)))
+    return max_diff(x, y) / scale
+
+
 def host(tree):
     return jax.tree.map(np.asarray, tree)
 
@@ -216,7 +222,7 @@ def check_sequence() -> None:
             (_, (h2, l2)), g2 = sharded
             direction = "reverse" if reverse else "causal"
             check(f"scan_{name}_{direction}_forward", max(max_diff(h1, h2), max_diff(l1, l2)))
-            check(f"scan_{name}_{direction}_grad", max_diff(g1, g2) / max(1.0, float(max(jnp.abs(g).max() for g in g1))))
+            check(f"scan_{name}_{direction}_grad", scaled_diff(g1, g2))
 
     # The conv, against the module on the whole sequence (state carried in, segments on and off boundaries).
     mesh = make_mesh(MeshConfig(data=2, sequence=K))
@@ -241,7 +247,7 @@ def check_sequence() -> None:
     (_, (y1, s1)), g1 = conv_loss(lambda m, x: m(x, seg, state_in))(params, b)
     (_, (y2, s2)), g2 = jax.jit(conv_loss(lambda m, x: conv_module_sharded(m, x, seg, state_in, mesh=mesh)))(params, b)
     check("conv_forward", max(max_diff(y1, y2), max_diff(s1, s2)))
-    check("conv_grad", max_diff(g1, g2))
+    check("conv_grad", scaled_diff(g1, g2))
 
     check_sequence_model()
 
@@ -287,7 +293,7 @@ def check_sequence_model() -> None:
     assert "all-gather" in text or "all_gather" in text, "the sharded scan did not lower to a collective"
     assert "collective-permute" in text or "collective_permute" in text, "the conv halo exchange is missing"
     check("model_sequence_parallel_loss", abs(float(loss1) - float(loss2)))
-    check("model_sequence_parallel_grad", max_diff(g1, g2))
+    check("model_sequence_parallel_grad", scaled_diff(g1, g2))
 
 
 if __name__ == "__main__":

@@ -148,6 +148,8 @@ def train(cfg: Config, *, resume: bool = False, stop_after: int | None = None, q
             last_loss = _log_step(writer, progress, *pending, tokens_per_step, tcfg.log_every)
             pending = None
 
+    timer = {"validation_s": 0.0, "controller_s": 0.0}
+    run_start = time.perf_counter()
     try:
         for step in range(start, end):
             batch = to_device(next(iterator))
@@ -159,13 +161,19 @@ def train(cfg: Config, *, resume: bool = False, stop_after: int | None = None, q
             per_arm = validator.arm_batches and (controller.is_evaluation_step(done) if controller else general)
             if general or per_arm:
                 flush()
+                tick = time.perf_counter()
                 val = validator.next_token(state["params"]) if general else {}
                 if per_arm:
                     losses, per_class = validator.per_arm(state["params"])
                     val.update(per_class)
                     if controller:
+                        timer["validation_s"] += time.perf_counter() - tick
+                        tick = time.perf_counter()
                         mixture.set_probabilities(controller.observe(done, losses))
+                        timer["controller_s"] += time.perf_counter() - tick
+                        tick = time.perf_counter()
                         val.update(controller.metrics())
+                timer["validation_s"] += time.perf_counter() - tick
                 val_loss = val.get("val_loss", val_loss)
                 writer.write(done, val)
                 if "val_loss" in val:
@@ -177,6 +185,10 @@ def train(cfg: Config, *, resume: bool = False, stop_after: int | None = None, q
                                   controller.state_dict() if controller else None)
                 progress.restart_clock()
         flush()
+        if end > start:  # where this session's wall time went (controller share: docs/benchmarks.md)
+            wall = time.perf_counter() - run_start
+            writer.write(end, {"time/wall_s": wall, **{f"time/{k}": v for k, v in timer.items()},
+                               "time/controller_share": timer["controller_s"] / wall})
     finally:
         progress.close()
         checkpointer.close()
