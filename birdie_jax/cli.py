@@ -5,7 +5,6 @@ Every problem with user input ends with one line ``error: ...`` and exit status 
 
 import argparse
 import json
-import os
 import sys
 
 

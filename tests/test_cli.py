@@ -1,7 +1,5 @@
 """The command line: every kind of bad input ends with one clear line and exit status 2."""
 
-import os
-
 import pytest
 
 from birdie_jax.cli import main

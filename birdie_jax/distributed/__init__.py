@@ -11,19 +11,53 @@
 See ``docs/distributed.md``.
 """
 
-from birdie_jax.distributed.checkpoint import restore_onto, sharded_abstract
-from birdie_jax.distributed.mesh import AXES, BATCH_AXES, MeshConfig, describe, make_mesh
-from birdie_jax.distributed.multihost import (global_batch, initialize_from_environment, is_main_process,
-                                              process_data_slice)
-from birdie_jax.distributed.rules import (DEFAULT_RULES, ShardingRules, batch_sharding, batch_spec, param_shardings,
-                                          param_specs, replicated, state_shardings, state_specs)
-from birdie_jax.distributed.sequence import causal_conv_sharded, conv_module_sharded, linear_scan_sharded
-from birdie_jax.distributed.train import (accumulate_gradients, init_sharded, make_train_step_fn, place_state,
-                                          shard_train_step, split_micro_batches)
+# Submodules load on first use, so light ones (``mesh``) can be imported by the config and
+# the models without pulling in Orbax, Grain or the training step.
+_EXPORTS = {
+    "AXES": "mesh",
+    "BATCH_AXES": "mesh",
+    "DEFAULT_RULES": "rules",
+    "MeshConfig": "mesh",
+    "ShardingRules": "rules",
+    "accumulate_gradients": "train",
+    "batch_sharding": "rules",
+    "batch_spec": "rules",
+    "causal_conv_sharded": "sequence",
+    "conv_module_sharded": "sequence",
+    "describe": "mesh",
+    "global_batch": "multihost",
+    "init_sharded": "train",
+    "initialize_from_environment": "multihost",
+    "is_main_process": "multihost",
+    "linear_scan_sharded": "sequence",
+    "make_mesh": "mesh",
+    "make_train_step_fn": "train",
+    "param_shardings": "rules",
+    "param_specs": "rules",
+    "place_state": "train",
+    "process_data_slice": "multihost",
+    "replicated": "rules",
+    "restore_onto": "checkpoint",
+    "shard_train_step": "train",
+    "sharded_abstract": "checkpoint",
+    "split_micro_batches": "train",
+    "state_shardings": "rules",
+    "state_specs": "rules",
+    "to_host": "multihost",
+}
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        import importlib
+
+        return getattr(importlib.import_module(f"birdie_jax.distributed.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'birdie_jax.distributed' has no attribute {name!r}")
+
 
 __all__ = ["AXES", "BATCH_AXES", "DEFAULT_RULES", "MeshConfig", "ShardingRules", "accumulate_gradients",
            "batch_sharding", "batch_spec", "causal_conv_sharded", "conv_module_sharded", "describe",
            "global_batch", "init_sharded", "initialize_from_environment", "is_main_process", "linear_scan_sharded",
            "make_mesh", "make_train_step_fn", "param_shardings", "param_specs", "place_state", "process_data_slice",
            "replicated", "restore_onto", "shard_train_step", "sharded_abstract", "split_micro_batches",
-           "state_shardings", "state_specs"]
+           "state_shardings", "state_specs", "to_host"]

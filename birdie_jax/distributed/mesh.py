@@ -20,6 +20,8 @@ import jax
 import numpy as np
 from jax.sharding import AxisType, Mesh
 
+from birdie_jax.errors import ConfigError
+
 AXES: tuple[str, ...] = ("data", "fsdp", "tensor", "sequence")
 #: The mesh axes a batch's rows are split over.
 BATCH_AXES: tuple[str, ...] = ("data", "fsdp")
@@ -47,10 +49,10 @@ class MeshConfig:
         sizes = dataclasses.asdict(self)
         bad = {k: v for k, v in sizes.items() if not isinstance(v, int) or isinstance(v, bool) or v == 0 or v < -1}
         if bad:
-            raise ValueError("mesh: sizes must be positive integers or -1, got "
+            raise ConfigError("mesh: sizes must be positive integers or -1, got "
                              + ", ".join(f"mesh.{k}={v!r}" for k, v in bad.items()))
         if sum(v == -1 for v in sizes.values()) > 1:
-            raise ValueError("mesh: at most one of " + ", ".join(f"mesh.{k}" for k in sizes)
+            raise ConfigError("mesh: at most one of " + ", ".join(f"mesh.{k}" for k in sizes)
                              + f" may be -1, got {self}")
 
     def resolve(self, num_devices: int) -> dict[str, int]:
@@ -61,11 +63,11 @@ class MeshConfig:
         free = [k for k, v in sizes.items() if v == -1]
         if free:
             if num_devices % fixed:
-                raise ValueError(f"mesh: {described}: the fixed axes multiply to {fixed}, which does not divide "
+                raise ConfigError(f"mesh: {described}: the fixed axes multiply to {fixed}, which does not divide "
                                  f"the {num_devices} devices, so mesh.{free[0]}=-1 cannot be filled in")
             sizes[free[0]] = num_devices // fixed
         elif fixed != num_devices:
-            raise ValueError(f"mesh: {described} = {fixed} devices, but {num_devices} are available; "
+            raise ConfigError(f"mesh: {described} = {fixed} devices, but {num_devices} are available; "
                              "the product of mesh.data, mesh.fsdp, mesh.tensor and mesh.sequence must equal "
                              "the device count (set one of them to -1 to take the rest)")
         return sizes
@@ -83,7 +85,7 @@ def make_mesh(mesh_cfg: MeshConfig = MeshConfig(), devices: Sequence[jax.Device]
     shardings), so model code needs no sharding annotations.
 
     Raises:
-      ValueError: the sizes do not multiply to the device count (naming the fields).
+      ConfigError (a ValueError): the sizes do not multiply to the device count (naming the fields).
     """
     if devices is None:
         sizes = mesh_cfg.resolve(jax.device_count())

@@ -157,3 +157,20 @@ def global_batch(local_batch: dict[str, np.ndarray], sharding=None, *, mesh=None
             raise ValueError("global_batch: pass a sharding or a mesh")
         sharding = batch_sharding(mesh)
     return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), local_batch)
+
+
+def to_host(tree: Any) -> Any:
+    """Replicated (e.g. metrics) arrays → numpy, on every process.
+
+    ``float(x)`` fails on a multi-host array (not fully addressable); a replicated array
+    has the whole value on each local device, so the first local shard is the value.
+    """
+    def get(x):
+        if isinstance(x, jax.Array) and not x.is_fully_addressable:
+            if not x.sharding.is_fully_replicated:
+                raise ValueError("to_host: the array is not replicated; gather it with "
+                                 "jax.experimental.multihost_utils.process_allgather")
+            return np.asarray(x.addressable_data(0))
+        return np.asarray(x)
+
+    return jax.tree.map(get, tree)

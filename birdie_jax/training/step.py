@@ -15,6 +15,7 @@ from flax import nnx
 from birdie_jax.config import InitialStateConfig
 from birdie_jax.data.layout import IGNORE_ID
 from birdie_jax.training import initial_state as interventions
+from birdie_jax.training.accumulate import accumulate_gradients
 from birdie_jax.tokenizer import OBJECTIVE_CLASSES
 
 NUM_CLASSES = len(OBJECTIVE_CLASSES)
@@ -77,14 +78,15 @@ def init_train_state(params: nnx.State, tx: optax.GradientTransformation, seed: 
     return state
 
 
-def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, schedule: optax.Schedule,
-                    class_lookup: np.ndarray | None = None,
-                    initial_state_cfg: InitialStateConfig | None = None,
-                    ) -> Callable[[TrainState, Batch], tuple[TrainState, dict]]:
-    """A jitted step ``(state, batch) -> (state, metrics)`` that donates the old state.
+def train_step_fn(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, schedule: optax.Schedule,
+                  class_lookup: np.ndarray | None = None, initial_state_cfg: InitialStateConfig | None = None,
+                  num_micro: int = 1) -> Callable[[TrainState, Batch], tuple[TrainState, dict]]:
+    """The pure train step ``(state, batch) -> (state, metrics)``.
 
     With an ``initial_state_cfg`` other than zero, each row starts from the intervention's
-    state and the step carries/fits the final states in ``state["extras"]``.
+    state and the step carries/fits the final states in ``state["extras"]``. With
+    ``num_micro > 1`` the gradient is accumulated over that many micro-batches of rows
+    (the same update as one full-batch step).
     """
     lookup = None if class_lookup is None else jnp.asarray(class_lookup, jnp.int32)
     init_cfg = initial_state_cfg or InitialStateConfig()
@@ -94,19 +96,34 @@ def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, sc
         extras = state.get("extras", {})
         zero = nnx.merge(graphdef, state["params"]).init_state(batch["inputs"].shape[0])
         start = interventions.initial_state(init_cfg, zero, extras, jax.random.fold_in(key, 1), batch)
-        (loss, aux), grads = jax.value_and_grad(batch_loss, argnums=1, has_aux=True)(
-            graphdef, state["params"], batch, lookup, start, bool(extras))
+        if start is not None:
+            batch = {**batch, "initial_state": start}
+
+        def loss_and_grad(params, b):
+            b = dict(b)
+            return jax.value_and_grad(batch_loss, argnums=1, has_aux=True)(
+                graphdef, params, b, lookup, b.pop("initial_state", None), bool(extras))
+
+        (loss, aux), grads = accumulate_gradients(loss_and_grad, state["params"], batch, num_micro)
         updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
         params = optax.apply_updates(state["params"], updates)
         final_state = aux.pop("final_state", None)
         metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads), "lr": schedule(state["step"]), **aux}
-        new_state = {"params": params, "opt_state": opt_state, "step": state["step"] + 1,
+        new_state = {**state, "params": params, "opt_state": opt_state, "step": state["step"] + 1,
                      "rng": jax.random.key_data(key)}
         if extras:
             new_state["extras"] = interventions.update_extras(init_cfg, extras, final_state)
         return new_state, metrics
 
-    return jax.jit(train_step, donate_argnums=0)
+    return train_step
+
+
+def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, schedule: optax.Schedule,
+                    class_lookup: np.ndarray | None = None, initial_state_cfg: InitialStateConfig | None = None,
+                    num_micro: int = 1) -> Callable[[TrainState, Batch], tuple[TrainState, dict]]:
+    """:func:`train_step_fn`, jitted on one device, donating the old state."""
+    return jax.jit(train_step_fn(graphdef, tx, schedule, class_lookup, initial_state_cfg, num_micro),
+                   donate_argnums=0)
 
 
 def make_eval_step(graphdef: nnx.GraphDef) -> Callable[[nnx.State, Batch], dict]:
