@@ -53,7 +53,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def _train(args) -> int:
     from birdie_jax.config import load_config
+    from birdie_jax.distributed.multihost import initialize_from_environment
     from birdie_jax.training.loop import train
+
+    initialize_from_environment()  # multi-host (TPU pod, SLURM, JAX_* variables); a no-op on one process
 
     cfg = load_config(args.config or "default", *args.overrides)
     result = train(cfg, resume=args.resume, quiet=args.quiet)

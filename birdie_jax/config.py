@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from birdie_jax.controller.config import ControllerConfig
+from birdie_jax.distributed.mesh import MeshConfig
 from birdie_jax.errors import ConfigError
 
 ARCHITECTURES = ("gated_ssm", "hawk", "transformer", "mamba2")
@@ -171,6 +172,7 @@ class TrainConfig:
 
     Attributes:
       steps: number of optimizer steps.
+      grad_accum: micro-batches per step (gradient accumulation; the batch's rows must split evenly).
       learning_rate: peak learning rate after warmup.
       warmup_steps: linear warmup length.
       min_lr_ratio: final learning rate of the cosine decay, as a fraction of the peak.
@@ -187,6 +189,7 @@ class TrainConfig:
     """
 
     steps: int = 300
+    grad_accum: int = 1
     learning_rate: float = 3e-3
     warmup_steps: int = 30
     min_lr_ratio: float = 0.1
@@ -207,6 +210,7 @@ class TrainConfig:
 
     def __post_init__(self):
         _check_positive("train.steps", self.steps)
+        _check_positive("train.grad_accum", self.grad_accum)
         _check_positive("train.log_every", self.log_every)
         _check_positive("train.keep_checkpoints", self.keep_checkpoints)
         for name in ("warmup_steps", "eval_every", "eval_batches", "checkpoint_every"):
@@ -311,6 +315,7 @@ class Config:
     mixture: MixtureConfig = MixtureConfig()
     initial_state: InitialStateConfig = InitialStateConfig()
     controller: ControllerConfig = ControllerConfig()
+    mesh: MeshConfig = MeshConfig()
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -393,7 +398,7 @@ def _coerce(field: str, value: Any, annotation: Any) -> Any:
 
 
 _SECTIONS = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig, "mixture": MixtureConfig,
-             "initial_state": InitialStateConfig, "controller": ControllerConfig}
+             "initial_state": InitialStateConfig, "controller": ControllerConfig, "mesh": MeshConfig}
 # A section given a plain value sets this field of it (``mixture=ul2`` -> ``mixture.name=ul2``).
 _SECTION_SHORTHAND = {"mixture": "name", "initial_state": "kind"}
 

@@ -12,7 +12,7 @@ causal layer.
 import jax.numpy as jnp
 
 from birdie_jax.array_types import Array, PrefixMask, SegmentIds
-from birdie_jax.kernels import linear_scan
+from birdie_jax.kernels.linear_scan import linear_scan_sharded as linear_scan  # plain linear_scan off a sequence mesh
 from birdie_jax.models.layers import segment_starts
 
 

@@ -9,6 +9,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from birdie_jax.config import ModelConfig
+from birdie_jax.kernels.linear_scan.sharded import current_mesh, sequence_shards
 from birdie_jax.models.layers import dtype_of
 from birdie_jax.array_types import Array, SegmentIds
 
@@ -26,7 +27,11 @@ class CausalConv1D(nnx.Module):
         return jnp.zeros((batch, self.width - 1, channels), dtype)
 
     def __call__(self, x: Array, segment_ids: SegmentIds, state: Array | None) -> tuple[Array, Array]:
-        """x [b t c] → (y [b t c], new state [b w-1 c])."""
+        """x [b t c] → (y [b t c], new state [b w-1 c]); sequence-parallel under a ``sequence`` mesh axis."""
+        if sequence_shards(current_mesh(), "sequence") > 1:
+            from birdie_jax.distributed.sequence import conv_module_sharded  # noqa: PLC0415
+
+            return conv_module_sharded(self, x, segment_ids, state)
         b, t, c = x.shape
         w = self.width
         if state is None:

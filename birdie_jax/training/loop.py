@@ -11,6 +11,7 @@ import time
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
@@ -18,7 +19,7 @@ from birdie_jax.config import Config, config_to_yaml
 from birdie_jax.data.corpus import load_documents, split_documents
 from birdie_jax.data.pipeline import make_batch_iterator
 from birdie_jax.errors import BirdieError, CheckpointError, ConfigError
-from birdie_jax.models import build_model, count_parameters, state_size
+from birdie_jax.models import build_model
 from birdie_jax.plotting import plot_loss_curve
 from birdie_jax.tokenizer import build_tokenizer
 from birdie_jax.data.streams import ContinuingStreams
@@ -30,7 +31,9 @@ from birdie_jax.controller import BirdieController
 from birdie_jax.controller.plot import plot_mixture
 from birdie_jax.objectives import build_mixture
 from birdie_jax.training.posttrain import adopt_source_model, calibrate_statistics, initialise_from
-from birdie_jax.training.step import class_metrics, init_train_state, make_train_step
+from birdie_jax.distributed import (batch_sharding, init_sharded, is_main_process, make_mesh, place_state,
+                                    process_data_slice, shard_train_step, sharded_abstract, to_host)
+from birdie_jax.training.step import class_metrics, init_train_state, train_step_fn
 from birdie_jax.training.validation import Validator
 
 
@@ -66,10 +69,6 @@ def check_compatible(saved: dict, cfg: Config, tokenizer, where: str) -> None:
         raise CheckpointError(f"{where} was written with another tokenizer: {saved.get('tokenizer')}")
 
 
-def to_device(batch: dict[str, np.ndarray]) -> dict[str, jax.Array]:
-    return {k: jax.numpy.asarray(v) for k, v in batch.items()}
-
-
 def train(cfg: Config, *, resume: bool = False, stop_after: int | None = None, quiet: bool = False) -> TrainResult:
     """Trains ``cfg`` and returns the final state.
 
@@ -101,42 +100,61 @@ def train(cfg: Config, *, resume: bool = False, stop_after: int | None = None, q
                                       arm_names=mixture.arm_names)
         mixture.set_probabilities(controller.initial_probabilities())
 
-    model = build_model(cfg, seed=cfg.seed, vocab_size=tokenizer.vocab_size)
+    mesh = make_mesh(cfg.mesh)
+    shard, shards = process_data_slice(mesh, cfg.data.batch_size)
+    _check_batch_layout(cfg, mesh, shards)
     init_cfg = cfg.initial_state
-    zero_state = model.init_state(cfg.data.batch_size)
-    interventions.check_supported(init_cfg.kind, zero_state, cfg.model.architecture)
-    extras = interventions.init_extras(init_cfg, zero_state)
-    if cfg.init_from and not resume:
-        model, extras = initialise_from(cfg, model, extras)
-    graphdef, params = nnx.split(model)
     tx = make_optimizer(tcfg)
-    state = init_train_state(params, tx, cfg.seed, extras)
-    iterator = _training_iterator(cfg, tokenizer, train_docs, mixture)
+
+    def initial_train_state():  # built inside jit by init_sharded: each device creates only its shard
+        model = build_model(cfg, seed=cfg.seed, vocab_size=tokenizer.vocab_size)
+        extras = interventions.init_extras(init_cfg, model.init_state(cfg.data.batch_size))
+        return init_train_state(nnx.split(model)[1], tx, cfg.seed, extras)
+
+    graphdef = nnx.graphdef(nnx.eval_shape(lambda: build_model(cfg, seed=cfg.seed, vocab_size=tokenizer.vocab_size)))
+    abstract = jax.eval_shape(initial_train_state)
+    interventions.check_supported(init_cfg.kind, jax.eval_shape(
+        lambda: nnx.merge(graphdef, abstract["params"]).init_state(1)), cfg.model.architecture)
+    iterator = _training_iterator(cfg, tokenizer, train_docs, mixture, shard, shards)
     if resume:
-        restored = checkpointer.restore(abstract_like(state), iterator, abstract_controller=(
+        restored = checkpointer.restore(sharded_abstract(abstract, mesh), iterator, abstract_controller=(
             abstract_like(controller.state_dict()) if controller else None))
         state = restored[0] if controller else restored
         if controller:
             controller.load_state_dict(restored[1])
         if "mixture" in saved_meta:
             mixture.set_state(saved_meta["mixture"])
-    elif init_cfg.kind == "fitted_noise" and init_cfg.calibration_batches and float(extras["stats"][0]["count"]) == 0:
-        state["extras"]["stats"] = calibrate_statistics(cfg, tokenizer, train_docs, graphdef, params, extras["stats"])
+    elif cfg.init_from:
+        model = build_model(cfg, seed=cfg.seed, vocab_size=tokenizer.vocab_size)
+        model, extras = initialise_from(cfg, model, interventions.init_extras(init_cfg, model.init_state(
+            cfg.data.batch_size)))
+        state = init_train_state(nnx.split(model)[1], tx, cfg.seed, extras)
+        if init_cfg.kind == "fitted_noise" and init_cfg.calibration_batches and float(extras["stats"][0]["count"]) == 0:
+            state["extras"]["stats"] = calibrate_statistics(cfg, tokenizer, train_docs, graphdef, state["params"],
+                                                            extras["stats"])
+        state = place_state(state, mesh)
+    else:
+        state = init_sharded(initial_train_state, mesh)
     start = int(state["step"])
 
-    os.makedirs(run_dir, exist_ok=True)
-    with open(os.path.join(run_dir, "config.yaml"), "w", encoding="utf-8") as f:
-        f.write(config_to_yaml(cfg))
+    main = is_main_process()  # only process 0 writes run files, metrics and progress
+    if main:
+        os.makedirs(run_dir, exist_ok=True)
+        with open(os.path.join(run_dir, "config.yaml"), "w", encoding="utf-8") as f:
+            f.write(config_to_yaml(cfg))
     writer = MetricsWriter(run_dir, tensorboard=tcfg.tensorboard, wandb_project=cfg.name if tcfg.wandb else None,
-                           config=cfg.to_dict(), resume_step=start if resume else None)
-    validator = Validator(cfg, tokenizer, val_docs, mixture, graphdef)
-    train_step = make_train_step(graphdef, tx, learning_rate_schedule(tcfg),
-                                 None if cfg.mixture.name == "clm" else mixture.class_lookup, init_cfg)
-    progress = Progress(tcfg.steps, start, enabled=tcfg.progress and not quiet, log_every=tcfg.log_every)
+                           config=cfg.to_dict(), resume_step=start if resume else None, enabled=main)
+    validator = Validator(cfg, tokenizer, val_docs, mixture, graphdef, place=lambda b: to_mesh(b, mesh))
+    train_step = shard_train_step(train_step_fn(graphdef, tx, learning_rate_schedule(tcfg),
+                                                None if cfg.mixture.name == "clm" else mixture.class_lookup,
+                                                init_cfg, tcfg.grad_accum), abstract, mesh)
+    progress = Progress(tcfg.steps, start, enabled=tcfg.progress and not quiet and main, log_every=tcfg.log_every)
     if start == 0:
-        progress.note(f"{cfg.model.architecture}: {count_parameters(model):,} parameters, "
-                      f"state {state_size(model):,} floats/sequence; mixture {cfg.mixture.name}; run folder {run_dir}")
-    del model, params
+        parameters = sum(x.size for x in jax.tree.leaves(abstract["params"]))
+        state_floats = sum(x.size for x in jax.tree.leaves(jax.eval_shape(
+            lambda: nnx.merge(graphdef, abstract["params"]).init_state(1))) if jnp.issubdtype(x.dtype, jnp.floating))
+        progress.note(f"{cfg.model.architecture}: {parameters:,} parameters, state {state_floats:,} floats/sequence;"
+                      f" mixture {cfg.mixture.name}; mesh {dict(mesh.shape)}; run folder {run_dir}")
 
     last_loss, val_loss, pending = math.nan, None, None
     tokens_per_step = cfg.data.batch_size * cfg.data.seq_len
@@ -145,14 +163,14 @@ def train(cfg: Config, *, resume: bool = False, stop_after: int | None = None, q
     def flush() -> None:  # log the step whose metrics are still on the device
         nonlocal pending, last_loss
         if pending is not None:
-            last_loss = _log_step(writer, progress, *pending, tokens_per_step, tcfg.log_every)
+            last_loss = _log_step(writer, progress, pending[0], to_host(pending[1]), tokens_per_step, tcfg.log_every)
             pending = None
 
     timer = {"validation_s": 0.0, "controller_s": 0.0}
     run_start = time.perf_counter()
     try:
         for step in range(start, end):
-            batch = to_device(next(iterator))
+            batch = global_batch(next(iterator), mesh)
             state, metrics = train_step(state, batch)
             flush()  # the previous step's metrics, read while this one runs
             pending = (step + 1, metrics)
@@ -193,7 +211,7 @@ def train(cfg: Config, *, resume: bool = False, stop_after: int | None = None, q
         progress.close()
         checkpointer.close()
         writer.close()
-    records = read_metrics(writer.path)
+    records = read_metrics(writer.path) if main else []
     if records:
         plot_loss_curve(records, os.path.join(run_dir, "loss.png"), title=f"{cfg.name}: {cfg.model.architecture}")
         if controller:
@@ -217,17 +235,43 @@ def _check_run_dir(checkpointer: Checkpointer, cfg: Config, tokenizer, run_dir: 
     return saved
 
 
-def _training_iterator(cfg: Config, tokenizer, documents, mixture):
-    """The batch stream: packed samples of the mixture, or continuing streams for TBTT."""
+def _training_iterator(cfg: Config, tokenizer, documents, mixture, shard: int, shards: int):
+    """This process's batch stream (its rows of each global batch): packed samples of the
+    mixture, or continuing streams for TBTT."""
+    rows = cfg.data.batch_size // shards
     if cfg.initial_state.kind == "tbtt":
         if cfg.mixture.name != "clm":
             raise ConfigError(f"initial_state=tbtt carries documents across batches and needs mixture=clm "
                               f"(got mixture={cfg.mixture.name})")
-        return ContinuingStreams(documents, tokenizer, seq_len=cfg.data.seq_len, batch_size=cfg.data.batch_size,
-                                 seed=cfg.seed, shuffle=cfg.data.shuffle)
-    return make_batch_iterator(documents, tokenizer, seq_len=cfg.data.seq_len, batch_size=cfg.data.batch_size,
+        return ContinuingStreams(documents, tokenizer, seq_len=cfg.data.seq_len, batch_size=rows,
+                                 seed=cfg.seed, shuffle=cfg.data.shuffle, shard_index=shard, shard_count=shards)
+    return make_batch_iterator(documents, tokenizer, seq_len=cfg.data.seq_len, batch_size=rows,
                                seed=cfg.seed, shuffle=cfg.data.shuffle, num_workers=cfg.data.num_workers,
-                               sample_transform=mixture)
+                               sample_transform=mixture, shard_index=shard, shard_count=shards)
+
+
+def _check_batch_layout(cfg: Config, mesh, shards: int) -> None:
+    """The global batch must split over processes, batch mesh axes and micro-batches."""
+    sizes = dict(mesh.shape)
+    rows = sizes.get("data", 1) * sizes.get("fsdp", 1)
+    b = cfg.data.batch_size
+    if b % rows or b % shards or (b // cfg.train.grad_accum) % rows or b % cfg.train.grad_accum:
+        raise ConfigError(f"data.batch_size={b} must be a multiple of mesh.data × mesh.fsdp = {rows} and of "
+                          f"train.grad_accum={cfg.train.grad_accum} (with each micro-batch a multiple of {rows})")
+    if cfg.data.seq_len % sizes.get("sequence", 1):
+        raise ConfigError(f"data.seq_len={cfg.data.seq_len} must be a multiple of mesh.sequence={sizes['sequence']}")
+
+
+def global_batch(local: dict[str, np.ndarray], mesh) -> dict[str, jax.Array]:
+    """This process's rows → the global batch, rows over data × fsdp (time over sequence)."""
+    return {k: jax.make_array_from_process_local_data(batch_sharding(mesh, ndim=np.ndim(v)), np.asarray(v))
+            for k, v in local.items()}
+
+
+def to_mesh(batch: dict[str, np.ndarray], mesh) -> dict[str, jax.Array]:
+    """A batch every process holds whole (validation) → a global array sharded like training batches."""
+    return {k: jax.make_array_from_callback(np.shape(v), batch_sharding(mesh, ndim=np.ndim(v)),
+                                            lambda index, v=v: np.asarray(v)[index]) for k, v in batch.items()}
 
 
 def _log_step(writer: MetricsWriter, progress: Progress, step: int, metrics: dict[str, Any],

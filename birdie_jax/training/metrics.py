@@ -15,10 +15,15 @@ class MetricsWriter:
     """Writes one JSON object per record to ``metrics.jsonl`` and mirrors scalars elsewhere."""
 
     def __init__(self, run_dir: str, *, tensorboard: bool = True, wandb_project: str | None = None,
-                 config: dict | None = None, resume_step: int | None = None):
-        """``resume_step``: keep the records up to this step (a resumed run) instead of starting afresh."""
-        os.makedirs(run_dir, exist_ok=True)
+                 config: dict | None = None, resume_step: int | None = None, enabled: bool = True):
+        """``resume_step``: keep the records up to this step (a resumed run) instead of starting afresh.
+        ``enabled=False`` (processes other than the first) writes nothing."""
         self.path = os.path.join(run_dir, "metrics.jsonl")
+        self.enabled = enabled
+        self._tb = self._wandb = None
+        if not enabled:
+            return
+        os.makedirs(run_dir, exist_ok=True)
         kept = []
         if resume_step is not None and os.path.exists(self.path):
             kept = [r for r in read_metrics(self.path) if r.get("step", 0) <= resume_step]
@@ -43,6 +48,8 @@ class MetricsWriter:
                 warnings.warn("wandb logging needs `pip install wandb`; skipping it", stacklevel=2)
 
     def write(self, step: int, metrics: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
         record = {"step": int(step), **{k: _plain(v) for k, v in metrics.items()}}
         self._file.write(json.dumps(record) + "\n")
         self._file.flush()
@@ -54,6 +61,8 @@ class MetricsWriter:
             self._wandb.log(record, step=step)
 
     def close(self) -> None:
+        if not self.enabled:
+            return
         self._file.close()
         if self._tb is not None:
             self._tb.close()

@@ -15,6 +15,7 @@ from flax import nnx
 from birdie_jax.config import InitialStateConfig
 from birdie_jax.data.layout import IGNORE_ID
 from birdie_jax.training import initial_state as interventions
+from birdie_jax.distributed.multihost import to_host
 from birdie_jax.training.accumulate import accumulate_gradients
 from birdie_jax.tokenizer import OBJECTIVE_CLASSES
 
@@ -142,7 +143,7 @@ def evaluation_totals(eval_step, params: nnx.State, batches: list[Batch]) -> dic
     """Summed loss, label count and correct greedy predictions over fixed batches."""
     totals = {"loss_sum": 0.0, "label_tokens": 0.0, "correct": 0.0}
     for batch in batches:
-        out = eval_step(params, batch)
+        out = to_host(eval_step(params, batch))
         for k in totals:
             totals[k] += float(out[k])
     return totals
@@ -179,7 +180,7 @@ def evaluate_per_arm(arm_eval_step, params: nnx.State, batches: list[Batch], arm
     """
     totals = {k: np.zeros(len(arm_names) + 1) for k in ("loss_sum", "label_tokens", "correct")}
     for batch in batches:
-        out = arm_eval_step(params, batch)
+        out = to_host(arm_eval_step(params, batch))
         for k in totals:
             totals[k] += np.asarray(out[k])[: len(arm_names) + 1]
     per_arm = {name: {"loss": totals["loss_sum"][i] / max(totals["label_tokens"][i], 1.0),

@@ -38,19 +38,21 @@ def stack_arm_rows(arm_sets: dict[str, list[dict]], batch_size: int, seq_len: in
 class Validator:
     """The run's fixed validation batches and the jitted steps that evaluate them."""
 
-    def __init__(self, cfg: Config, tokenizer, documents, mixture: Mixture, graphdef: nnx.GraphDef):
+    def __init__(self, cfg: Config, tokenizer, documents, mixture: Mixture, graphdef: nnx.GraphDef, place=None):
+        """``place`` puts a host batch on the devices (default: the default device)."""
         self.mixture = mixture
+        _place = place or _to_device
         tcfg, dcfg = cfg.train, cfg.data
         self.ntp_batches = []
         if documents and tcfg.eval_every and tcfg.eval_batches:
-            self.ntp_batches = [_to_device(b) for b in make_eval_batches(
+            self.ntp_batches = [_place(b) for b in make_eval_batches(
                 documents, tokenizer, seq_len=dcfg.seq_len, batch_size=dcfg.batch_size,
                 num_batches=tcfg.eval_batches, seed=cfg.seed)]
         self.arm_batches = []
         if documents and cfg.mixture.name != "clm" and (tcfg.eval_every or cfg.mixture.name == "birdie"):
             sets = make_validation_sets(documents, tokenizer, mixture, seq_len=dcfg.seq_len,
                                         rows_per_arm=cfg.mixture.val_rows_per_config, seed=cfg.seed)
-            self.arm_batches = [_to_device(b) for b in stack_arm_rows(sets, dcfg.batch_size, dcfg.seq_len,
+            self.arm_batches = [_place(b) for b in stack_arm_rows(sets, dcfg.batch_size, dcfg.seq_len,
                                                                       tokenizer.special.pad)]
         self._eval_step = make_eval_step(graphdef)
         self._arm_eval_step = make_arm_eval_step(graphdef, len(mixture.arm_names) + 1)
