@@ -29,6 +29,7 @@ import time
 import jax
 import numpy as np
 
+from birdie_jax.config import load_config
 from birdie_jax.controller import BirdieController, ControllerConfig, controller_update, evaluation_steps, warmup_end
 
 # Spec §3: arms per class, in arm order (95).
@@ -110,7 +111,6 @@ def training_step_ms(path: str, fallback: float | None, architecture: str) -> tu
 
 def default_run_shape() -> dict:
     try:
-        from birdie_jax.config import load_config
 
         cfg = load_config("default")
         return {"steps": cfg.train.steps, "batch_size": cfg.data.batch_size, "seq_len": cfg.data.seq_len,
@@ -144,13 +144,16 @@ def main(argv=None) -> int:
     p.add_argument("--step-ms", type=float, default=None, help="training step time if bench_train.json lacks it")
     p.add_argument("--bench-train", default="bench_results/bench_train.json")
     p.add_argument("--out", default="bench_results/bench_controller.json")
-    p.add_argument("--val-rows-per-arm", type=int, default=2, help="held-out rows per arm (mixture default)")
+    p.add_argument("--val-rows-per-arm", type=int, default=None,
+                   help="held-out rows per arm (default: configs/default.yaml's mixture.val_rows_per_config)")
     p.add_argument("--no-variants", action="store_true", help="time only the paper's sizes")
     p.add_argument("--measure-train", action="store_true",
                    help="also time the default config's train step in this process (tools/bench_train.py's "
                         "bench_config), so both sides of the ratio see the same machine load; the ratio then "
                         "uses this figure")
     args = p.parse_args(argv)
+    if args.val_rows_per_arm is None:
+        args.val_rows_per_arm = load_config("default").mixture.val_rows_per_config
 
     run = default_run_shape()
     step_ms, step_source = training_step_ms(args.bench_train, args.step_ms, run["architecture"])
@@ -164,7 +167,8 @@ def main(argv=None) -> int:
         step_ms, step_source = float(measured["step_ms"]), "measured in this run (bench_train.bench_config)"
     paper = ControllerConfig()
     rows = []
-    configs = {"paper (default ControllerConfig)": paper}
+    configs = {"paper (default ControllerConfig)": paper,
+               "default run (configs/default.yaml controller:)": load_config("default").controller}
     if not args.no_variants:
         configs.update({name: dataclasses.replace(paper, **kw) for name, kw in VARIANTS.items()})
     for name, cfg in configs.items():
