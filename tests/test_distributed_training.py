@@ -1,6 +1,7 @@
-"""The training loop itself on a device mesh: `birdie-jax train` on 8 fake CPU devices
-(data × fsdp × sequence, with bidirectional layers running sequence-parallel), killed and
-resumed on 4 devices and on 1, continuing as a run that never stopped."""
+"""The training loop itself on a device mesh: a Birdie run (controller, per-arm validation)
+with state passing, on 8 fake CPU devices (data × fsdp × sequence, bidirectional layers
+running sequence-parallel), killed and resumed on 4 devices and on 1, continuing as a run
+that never stopped — parameters, carried states and mixture probabilities alike."""
 
 import os
 import subprocess
@@ -17,12 +18,15 @@ from birdie_jax.training.loop import train
 TOL = 1e-5
 RUN = ["data.seq_len=32", "data.batch_size=8", "train.steps=4", "train.checkpoint_every=2", "train.eval_every=2",
        "train.eval_batches=1", "train.warmup_steps=1", "train.log_every=1", "train.tensorboard=false",
-       "train.progress=false", "model.bidirectional=alternate"]
+       "train.progress=false", "model.bidirectional=alternate", "mixture=birdie", "mixture.val_rows_per_config=1",
+       "controller.critic_width=16", "controller.critic_state=16", "controller.critic_layers=1",
+       "controller.critic_steps=5", "controller.num_candidates=64", "initial_state=state_passing"]
 
 SCRIPT = textwrap.dedent('''
     import sys, shutil, numpy as np, jax
     from birdie_jax.config import load_config
     from birdie_jax.training.loop import train
+    from birdie_jax.inference import load_checkpoint
     out, mode, mesh = sys.argv[1], sys.argv[2], sys.argv[3].split(",")
     run = {run!r}
     def cfg(name, *extra):
@@ -30,11 +34,13 @@ SCRIPT = textwrap.dedent('''
     if mode == "first":
         full = train(cfg("full"), quiet=True)
         np.savez(f"{{out}}/full.npz", *[np.asarray(x) for x in jax.tree.leaves(full.params)])
+        np.savez(f"{{out}}/full_carry.npz", *[np.asarray(x) for x in jax.tree.leaves(load_checkpoint(f"{{out}}/full").extras)])
         train(cfg("killed"), stop_after=2, quiet=True)
         shutil.copytree(f"{{out}}/killed", f"{{out}}/killed_for_one_device")
     else:
         resumed = train(cfg("killed"), resume=True, quiet=True)
         np.savez(f"{{out}}/resumed.npz", *[np.asarray(x) for x in jax.tree.leaves(resumed.params)])
+        np.savez(f"{{out}}/resumed_carry.npz", *[np.asarray(x) for x in jax.tree.leaves(load_checkpoint(f"{{out}}/killed").extras)])
     print("SCRIPT DONE", jax.device_count())
 ''').format(run=RUN)
 
@@ -59,10 +65,22 @@ def runs(tmp_path_factory):
     return out
 
 
+def _probabilities(run_dir):
+    from birdie_jax.training.checkpoint import Checkpointer
+
+    ckpt = Checkpointer(os.path.join(run_dir, "checkpoints"), read_only=True)
+    try:
+        return np.asarray(ckpt.read_meta()["mixture"]["probabilities"])
+    finally:
+        ckpt.close()
+
+
 def test_resume_on_four_devices_continues_the_eight_device_run(runs):
     _run(runs, "resume", 4, "mesh.data=2,mesh.fsdp=2")
-    for a, b in zip(_leaves(f"{runs}/resumed.npz"), _leaves(f"{runs}/full.npz")):
-        np.testing.assert_allclose(a, b, atol=TOL, rtol=TOL)
+    for name in ("", "_carry"):
+        for a, b in zip(_leaves(f"{runs}/resumed{name}.npz"), _leaves(f"{runs}/full{name}.npz")):
+            np.testing.assert_allclose(a, b, atol=TOL, rtol=TOL)
+    np.testing.assert_allclose(_probabilities(f"{runs}/killed"), _probabilities(f"{runs}/full"), atol=TOL)
 
 
 def test_resume_on_one_device_continues_the_eight_device_run(runs):
@@ -70,3 +88,5 @@ def test_resume_on_one_device_continues_the_eight_device_run(runs):
     resumed = train(cfg, resume=True, quiet=True)
     for a, b in zip(jax.tree.leaves(resumed.params), _leaves(f"{runs}/full.npz")):
         np.testing.assert_allclose(np.asarray(a), b, atol=TOL, rtol=TOL)
+    np.testing.assert_allclose(_probabilities(f"{runs}/killed_for_one_device"), _probabilities(f"{runs}/full"),
+                               atol=TOL)

@@ -111,7 +111,6 @@ def training_step_ms(path: str, fallback: float | None, architecture: str) -> tu
 
 def default_run_shape() -> dict:
     try:
-
         cfg = load_config("default")
         return {"steps": cfg.train.steps, "batch_size": cfg.data.batch_size, "seq_len": cfg.data.seq_len,
                 "architecture": cfg.model.architecture}
