@@ -90,3 +90,58 @@ def test_resume_on_one_device_continues_the_eight_device_run(runs):
         np.testing.assert_allclose(np.asarray(a), b, atol=TOL, rtol=TOL)
     np.testing.assert_allclose(_probabilities(f"{runs}/killed_for_one_device"), _probabilities(f"{runs}/full"),
                                atol=TOL)
+
+
+SSD_SCRIPT = textwrap.dedent('''
+    import jax, jax.numpy as jnp
+    from flax import nnx
+    from birdie_jax.config import ModelConfig
+    from birdie_jax.distributed import MeshConfig, make_mesh
+    from birdie_jax.kernels.ssd import ssd
+    from birdie_jax.kernels.ssd.sharded import ssd_sharded
+    from birdie_jax.models import LanguageModel
+    mesh = make_mesh(MeshConfig(data=2, sequence=4))
+    k = jax.random.split(jax.random.key(0), 8)
+    b, l, h, p, g, n = 2, 32, 4, 3, 2, 5
+    x = jax.random.normal(k[0], (b, l, h, p)); dt = jax.nn.softplus(jax.random.normal(k[1], (b, l, h)) - 1)
+    A = -jnp.exp(jax.random.normal(k[2], (h,))); B = jax.random.normal(k[3], (b, l, g, n))
+    C = jax.random.normal(k[4], (b, l, g, n)); D = jax.random.normal(k[5], (h,)); h0 = jax.random.normal(k[6], (b, h, p, n))
+    reset = jnp.zeros((b, l), bool).at[0, 5].set(True).at[1, 8].set(True).at[0, 16].set(True)  # 8, 16: shard edges
+    def loss(f, *a):
+        y, last = f(*a[:5], D=a[5], initial_state=a[6], reset=reset, chunk_size=4)
+        return (y * jnp.sin(jnp.arange(y.size).reshape(y.shape))).sum() + (last ** 2).sum()
+    args = (x, dt, A, B, C, D, h0)
+    ref = ssd(*args[:5], D=D, initial_state=h0, reset=reset, chunk_size=4)
+    g_ref = jax.grad(lambda *a: loss(ssd, *a), argnums=tuple(range(7)))(*args)
+    with jax.set_mesh(mesh):
+        out = jax.jit(lambda *a: ssd_sharded(*a[:5], D=a[5], initial_state=a[6], reset=reset, chunk_size=4))(*args)
+        g_sp = jax.jit(jax.grad(lambda *a: loss(ssd_sharded, *a), argnums=tuple(range(7))))(*args)
+    rel = lambda u, v: float(jnp.abs(u - v).max() / (jnp.abs(v).max() + 1e-9))
+    print("CHECK ssd_forward", max(rel(out[0], ref[0]), rel(out[1], ref[1])))
+    print("CHECK ssd_grad", max(rel(u, v) for u, v in zip(g_sp, g_ref)))
+    cfg = ModelConfig(architecture="mamba2", vocab_size=384, d_model=32, n_layers=2, mamba_head_dim=8,
+                      mamba_d_state=8, mamba_chunk=4)
+    model = LanguageModel(cfg, rngs=nnx.Rngs(0))
+    graphdef, params = nnx.split(model)
+    tokens = jax.random.randint(k[7], (2, 32), 0, 256)
+    seg = jnp.ones((2, 32), jnp.int32).at[0, 8:].set(2).at[1, 13:].set(2)
+    def model_loss(params):
+        logits = nnx.merge(graphdef, params)(tokens, seg)
+        return (jax.nn.log_softmax(logits) * jnp.cos(jnp.arange(384))).sum()
+    g1 = jax.grad(model_loss)(params)
+    with jax.set_mesh(mesh):
+        g8 = jax.jit(jax.grad(model_loss))(params)
+    print("CHECK mamba2_model_grad", max(rel(u, v) for u, v in zip(jax.tree.leaves(g8), jax.tree.leaves(g1))))
+    print("SCRIPT DONE")
+''')
+
+
+def test_sequence_parallel_ssd_and_mamba2_equal_one_device():
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8", "JAX_PLATFORMS": "cpu"}
+    proc = subprocess.run([sys.executable, "-c", SSD_SCRIPT], env=env, capture_output=True, text=True, timeout=600)
+    if proc.returncode != 0 or "SCRIPT DONE" not in proc.stdout:
+        pytest.fail(f"sequence-parallel SSD check failed:\n{(proc.stdout + proc.stderr)[-5000:]}")
+    checks = dict(line.split()[1:] for line in proc.stdout.splitlines() if line.startswith("CHECK"))
+    assert checks.keys() == {"ssd_forward", "ssd_grad", "mamba2_model_grad"}
+    for name, err in checks.items():
+        assert float(err) <= TOL, (name, err)

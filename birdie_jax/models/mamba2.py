@@ -20,7 +20,8 @@ from flax import nnx
 
 from birdie_jax.array_types import Array, Hidden, HiddenStep, PrefixMask, SegmentIds
 from birdie_jax.config import ModelConfig
-from birdie_jax.kernels.ssd import ssd, ssd_step
+from birdie_jax.kernels.ssd import ssd_step
+from birdie_jax.kernels.ssd.sharded import ssd_sharded  # plain ssd off a sequence mesh
 from birdie_jax.models.conv import CausalConv1D
 from birdie_jax.models.layers import dense, dtype_of, segment_starts
 
@@ -95,7 +96,7 @@ class Mamba2Mixer(nnx.Module):
         z, xbc, dt_raw = self._split(self.in_proj(x))
         xbc, conv_state = self.conv(xbc, segment_ids, None if state is None else state["conv"])
         xh, dt, a, b, c = self._ssm_inputs(xbc, dt_raw)
-        y, ssm_state = ssd(xh, dt, a, b, c, D=self.D[...], initial_state=None if state is None else state["ssm"],
+        y, ssm_state = ssd_sharded(xh, dt, a, b, c, D=self.D[...], initial_state=None if state is None else state["ssm"],
                            reset=segment_starts(segment_ids), chunk_size=self.cfg.mamba_chunk)
         y = self.norm(y.reshape(*y.shape[:2], self.d_inner), z)
         return self.out_proj(y), {"ssm": ssm_state, "conv": conv_state}
