@@ -19,7 +19,8 @@ def plot_loss_curve(records: list[dict], path: str, title: str = "training loss"
     ax.set_ylabel("cross-entropy (nats/token)")
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend()
+    if train or val:
+        ax.legend()
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
