@@ -52,3 +52,14 @@ def tiny_lm(architecture: str, bidirectional: str = "none") -> LanguageModel:
     """A tiny model over the byte tokenizer's vocabulary (384), built once per setting."""
     return LanguageModel(tiny_model_config(architecture, vocab_size=384, bidirectional=bidirectional),
                          rngs=nnx.Rngs(params=3))
+
+
+def packed_segments(batches, fields) -> list[dict]:
+    """Every packed segment of a batch stream, in order: {field: [n] array} for ``fields``."""
+    out = []
+    for b in batches:
+        for r in range(b["inputs"].shape[0]):
+            seg = b["segment_ids"][r]
+            for s in range(1, seg.max() + 1):
+                out.append({k: b[k][r][seg == s] for k in fields})
+    return out

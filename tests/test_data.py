@@ -6,6 +6,7 @@ import json
 import grain
 import numpy as np
 import pytest
+from conftest import packed_segments
 
 from birdie_jax.data.corpus import load_documents, split_documents
 from birdie_jax.data.layout import IGNORE_ID, layout_sample
@@ -44,15 +45,7 @@ def _random_prefix_lm(tokens, rng, *, max_len):
 
 
 def _segments(batches):
-    """Every packed segment in stream order: dict of field -> [n] array."""
-    out = []
-    for b in batches:
-        for r in range(b["inputs"].shape[0]):
-            seg = b["segment_ids"][r]
-            for s in range(1, seg.max() + 1):
-                sel = seg == s
-                out.append({k: b[k][r][sel] for k in FIELDS})
-    return out
+    return packed_segments(batches, FIELDS)
 
 
 def _equal(a, b) -> bool:

@@ -8,6 +8,7 @@ import json
 import pickle
 
 import numpy as np
+from conftest import packed_segments
 import pytest
 from objective_oracles import SP, TOK, recover_text
 
@@ -38,14 +39,7 @@ def _docs(n, seed=0, lo=1, hi=400):
 
 
 def _segments(batches):
-    """Every packed segment in stream order: {field: [n]}."""
-    out = []
-    for b in batches:
-        for r in range(b["inputs"].shape[0]):
-            seg = b["segment_ids"][r]
-            for s in range(1, seg.max() + 1):
-                out.append({k: b[k][r][seg == s] for k in FIELDS})
-    return out
+    return packed_segments(batches, FIELDS)
 
 
 def _sample_of(seg):
