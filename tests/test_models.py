@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import ALL_ARCHITECTURES, tiny_model_config
+from conftest import ALL_ARCHITECTURES, CONTRACT_MODELS, tiny_model_config
 from flax import nnx
 
 from birdie_jax.errors import DataError
@@ -30,7 +30,7 @@ def _fresh_state(model):
     return model.init_state(B, 64)
 
 
-@pytest.mark.parametrize("arch", ALL_ARCHITECTURES)
+@pytest.mark.parametrize("arch", CONTRACT_MODELS)
 def test_full_sequence_equals_step_by_step(arch, tiny_models, jitted_forward):
     model = tiny_models[arch]
     forward, step = jitted_forward[arch]
@@ -47,7 +47,7 @@ def test_full_sequence_equals_step_by_step(arch, tiny_models, jitted_forward):
         np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("arch", ALL_ARCHITECTURES)
+@pytest.mark.parametrize("arch", CONTRACT_MODELS)
 def test_packed_document_equals_document_alone(arch, tiny_models):
     model = tiny_models[arch]
     tokens = _tokens(1)
@@ -57,7 +57,7 @@ def test_packed_document_equals_document_alone(arch, tiny_models):
         np.testing.assert_allclose(packed[0, start:stop], alone[0], atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("arch", ALL_ARCHITECTURES)
+@pytest.mark.parametrize("arch", CONTRACT_MODELS)
 def test_other_documents_do_not_change_outputs(arch, tiny_models):
     model = tiny_models[arch]
     tokens = _tokens(2)
@@ -67,7 +67,7 @@ def test_other_documents_do_not_change_outputs(arch, tiny_models):
     np.testing.assert_array_equal(a[0, 4:9], b[0, 4:9])
 
 
-@pytest.mark.parametrize("arch", ALL_ARCHITECTURES)
+@pytest.mark.parametrize("arch", CONTRACT_MODELS)
 def test_two_halves_with_carried_state_equal_one_pass(arch, tiny_models, jitted_forward):
     model = tiny_models[arch]
     forward, _ = jitted_forward[arch]
