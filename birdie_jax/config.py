@@ -21,6 +21,7 @@ import yaml
 from birdie_jax.controller.config import ControllerConfig
 from birdie_jax.distributed.mesh import MeshConfig
 from birdie_jax.errors import ConfigError
+from birdie_jax.kernels.linear_scan.api import IMPLEMENTATION_NAMES as SCAN_IMPLEMENTATIONS
 
 ARCHITECTURES = ("gated_ssm", "hawk", "transformer", "mamba2", "hybrid")
 # Whether a single-architecture model puts an MLP after each mixer.
@@ -66,7 +67,8 @@ class ModelConfig:
       tie_embeddings: share the embedding matrix with the output head.
       dtype: compute dtype of matmuls (recurrences always run in float32).
       param_dtype: storage dtype of parameters.
-      scan_implementation: force a ``linear_scan`` implementation (None: by backend).
+      scan_implementation: force a ``linear_scan`` implementation (None: the backend's
+        default from ``DEFAULT_IMPLEMENTATIONS``; ``pallas``: the opt-in Pallas kernel).
       bidirectional: ``none``, ``alternate`` (even-indexed layers, as in Birdie) or ``all``.
         A bidirectional recurrent layer runs half its state channels in reverse over each
         sample's prefix; a bidirectional attention layer uses prefix attention.
@@ -123,6 +125,8 @@ class ModelConfig:
         _check_choice("model.dtype", self.dtype, DTYPES)
         _check_choice("model.param_dtype", self.param_dtype, DTYPES)
         _check_choice("model.bidirectional", self.bidirectional, BIDIRECTIONAL)
+        if self.scan_implementation is not None:
+            _check_choice("model.scan_implementation", self.scan_implementation, SCAN_IMPLEMENTATIONS)
         for name in ("mamba_expand", "mamba_head_dim", "mamba_d_state", "mamba_groups", "mamba_chunk"):
             _check_positive(f"model.{name}", getattr(self, name))
         if self.architecture == "mamba2":

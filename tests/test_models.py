@@ -1,5 +1,6 @@
 """The sequence-mixer contract and the model around it, for every architecture."""
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -43,8 +44,7 @@ def test_full_sequence_equals_step_by_step(arch, tiny_models, jitted_forward):
         logits, state = step(_params(model), tokens[:, t], state)
         stepped.append(logits)
     np.testing.assert_allclose(np.stack(stepped, 1), full, atol=1e-5, rtol=1e-5)
-    for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(full_state)):
-        np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-5)
+    chex.assert_trees_all_close(state, full_state, atol=1e-5, rtol=1e-5)  # same structure, every leaf
 
 
 @pytest.mark.parametrize("arch", CONTRACT_MODELS)
@@ -79,8 +79,7 @@ def test_two_halves_with_carried_state_equal_one_pass(arch, tiny_models, jitted_
         first, state = model(tokens[:, :cut], segs[:, :cut], state=_fresh_state(model), return_state=True)
         second, state = model(tokens[:, cut:], segs[:, cut:], state=state, return_state=True)
         np.testing.assert_allclose(jnp.concatenate([first, second], 1), one, atol=1e-5, rtol=1e-5)
-        for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(one_state)):
-            np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-5)
+        chex.assert_trees_all_close(state, one_state, atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("arch", ["gated_ssm", "hawk", "mamba2"])
