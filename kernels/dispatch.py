@@ -12,6 +12,7 @@ then may a table name ``"pallas"`` for that backend (docs/kernels.md says how).
 interpret mode, which the tests call directly.
 """
 
+import importlib
 import warnings
 from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -55,6 +56,36 @@ def unavailable_reason(
         why = f"it does not run on backend {backend!r}"
     return (f"{kernel}: implementation {name!r} is not available: {why}; use implementation="
             f"{default!r} (the {backend} default) or implementation=None")
+
+
+def load_pallas_module(kernel: str, package: str, backend: str, default: str):
+    """``<package>.pallas_tpu`` / ``pallas_gpu`` for ``backend``.
+
+    Raises ImplementationUnavailableError naming ``default`` when the backend has no
+    Pallas kernel or the module fails to import (the import error is in the message).
+    """
+    module = pallas_module_name(backend)
+    if module is None:
+        raise ImplementationUnavailableError(unavailable_reason(kernel, "pallas", backend, default))
+    try:
+        return importlib.import_module(f"{package}.{module}")
+    except ImportError as e:
+        raise ImplementationUnavailableError(unavailable_reason(kernel, "pallas", backend, default, e)) from e
+
+
+def pallas_unavailable(load: Callable[[str], object]) -> Callable[[str, str], Optional[str]]:
+    """An ``available(name, backend)`` for :func:`choose`: only "pallas" can be missing (``load`` raises)."""
+
+    def unavailable(name: str, backend: str) -> Optional[str]:
+        if name != "pallas":
+            return None
+        try:
+            load(backend)
+        except ImplementationUnavailableError as e:
+            return str(e)
+        return None
+
+    return unavailable
 
 
 def candidates(kernel: str, implementation: Implementation, names: Sequence[str],

@@ -14,6 +14,8 @@ from birdie_jax.errors import BirdieError, ConfigError
 from birdie_jax.kernels import linear_scan
 from birdie_jax.kernels.dispatch import ImplementationUnavailableError
 from birdie_jax.kernels.linear_scan import api as scan_api
+from birdie_jax.kernels.ssd import api as ssd_api
+from birdie_jax.kernels.ssd import ssd
 
 SCAN_DEFAULTS = {"cpu": "chunked", "gpu": "associative", "tpu": "chunked"}
 
@@ -61,3 +63,18 @@ def test_untileable_blocks_are_one_clear_error(flavour, block_t, block_d, match)
     a = jnp.ones((1, 4, 200))
     with pytest.raises(ImplementationUnavailableError, match=match):
         kernel(a, a, block_t=block_t, block_d=block_d, interpret=True)
+
+
+def test_ssd_default_table_and_errors():
+    assert ssd_api.DEFAULT_IMPLEMENTATIONS == {"cpu": "chunked", "gpu": "chunked", "tpu": "chunked"}
+    assert ssd_api.pallas_module("tpu").__name__.endswith("ssd.pallas_tpu")
+    assert ssd_api.pallas_module("gpu").__name__.endswith("ssd.pallas_gpu")
+    x, dt, A, bc = jnp.ones((1, 8, 2, 16)), jnp.ones((1, 8, 2)), -jnp.ones((2,)), jnp.ones((1, 8, 1, 16))
+    with pytest.raises(ImplementationUnavailableError, match="no Pallas kernel for backend 'cpu'.*'chunked'"):
+        ssd(x, dt, A, bc, bc, implementation="pallas")
+    with pytest.raises(ConfigError, match="unknown implementation 'flash'; valid names are reference, chunked, pallas"):
+        ssd(x, dt, A, bc, bc, implementation="flash")
+    with pytest.raises(ImplementationUnavailableError, match=r"chunk_size=12 is not a multiple of 8 .*'chunked'"):
+        ssd_api.pallas_module("tpu").ssd_pallas(x, dt, A, bc, bc, chunk_size=12, interpret=True)
+    with pytest.raises(ImplementationUnavailableError, match=r"head_dim .* = 3 is not a power of two >= 16.*'chunked'"):
+        ssd_api.pallas_module("gpu").ssd_pallas(x[..., :3], dt, A, bc, bc, chunk_size=16, interpret=True)

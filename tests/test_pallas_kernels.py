@@ -21,6 +21,8 @@ from jax import lax
 try:
     from birdie_jax.kernels.linear_scan import pallas_gpu as scan_gpu
     from birdie_jax.kernels.linear_scan import pallas_tpu as scan_tpu
+    from birdie_jax.kernels.ssd import pallas_gpu as ssd_gpu
+    from birdie_jax.kernels.ssd import pallas_tpu as ssd_tpu
 
     PALLAS_IMPORT_ERROR = None
 except ImportError as error:  # reported by every test, not skipped
@@ -126,3 +128,71 @@ def test_linear_scan_kernel_matches_oracle(flavour, case):
     _assert_close("h_last", h_last, last_ref, tol)
     for name, g, g_ref in list(zip(("da", "db", "dh0"), grads, grads_ref))[: 3 if with_h0 else 2]:
         _assert_close(name, g, g_ref, tol)
+
+
+# --------------------------------------------------------------------------- ssd
+
+
+def _ssd_oracle(x, dt, A, B, C, D, h0, reset):
+    """Token by token: h_t = exp(dt_t A) h_{t-1} + dt_t x_t B_tᵀ (carry dropped at a reset), y_t = h_t C_t + D x_t."""
+    per_group = x.shape[2] // B.shape[2]
+
+    def step(h, inputs):
+        x_t, dt_t, b_t, c_t, reset_t = inputs  # [b h p], [b h], [b g n], [b g n], [b]
+        b_h, c_h = jnp.repeat(b_t, per_group, axis=1), jnp.repeat(c_t, per_group, axis=1)
+        h = jnp.where(reset_t[:, None, None, None], 0.0, h)
+        h = jnp.exp(dt_t * A)[..., None, None] * h + (dt_t[..., None] * x_t)[..., None] * b_h[:, :, None, :]
+        return h, jnp.einsum("bhpn,bhn->bhp", h, c_h) + D[:, None] * x_t
+
+    final, y = lax.scan(step, h0, [jnp.swapaxes(v, 0, 1) for v in (x, dt, B, C, reset)])
+    return jnp.swapaxes(y, 0, 1), final
+
+
+def _ssd_kernel(flavour, chunk):
+    _require_pallas()
+    module = ssd_tpu if flavour == "tpu" else ssd_gpu
+    return functools.partial(module.ssd_pallas, chunk_size=chunk, interpret=True)
+
+
+@functools.lru_cache(maxsize=None)
+def _ssd_value_and_grads(flavour, chunk):
+    """Jitted ((y, final), grads w.r.t. x, dt, A, B, C, D, h0); the oracle when flavour is None."""
+    fn = _ssd_oracle if flavour is None else _ssd_kernel(flavour, chunk)
+
+    def run(diff, reset, w_y, w_final):
+        def loss(diff):
+            y, final = fn(*diff, reset)
+            return jnp.sum(y * w_y) + jnp.sum(final * w_final), (y, final)
+
+        (_, out), grads = jax.value_and_grad(loss, has_aux=True)(diff)
+        return out, grads
+
+    return jax.jit(run)
+
+
+# (flavour, chunk Q, length L, heads, head width p, groups, state n). TPU: Q a multiple of 8, any p, n;
+# GPU: Q, p, n powers of two >= 16. Both: L not a multiple of Q, 4 heads reading 2 groups.
+SSD_CASES = [("tpu", 8, 21, 4, 3, 2, 5), ("gpu", 16, 40, 4, 16, 2, 16)]
+
+
+@pytest.mark.parametrize("case", SSD_CASES, ids=lambda c: f"{c[0]}-Q{c[1]}-L{c[2]}")
+def test_ssd_kernel_matches_oracle(case):
+    flavour, chunk, length, heads, width, groups, size = case
+    rng = np.random.RandomState(0)
+    batch = 2
+    f32 = lambda v: jnp.asarray(v, jnp.float32)  # noqa: E731
+    diff = (f32(rng.randn(batch, length, heads, width)), f32(np.logaddexp(0.0, rng.randn(batch, length, heads) - 1.0)),
+            f32(-np.exp(rng.rand(heads))), f32(rng.randn(batch, length, groups, size)),
+            f32(rng.randn(batch, length, groups, size)), f32(rng.randn(heads)),
+            f32(rng.randn(batch, heads, width, size)))
+    reset = np.zeros((batch, length), bool)
+    reset[0, [0, chunk - 1, chunk, 2 * chunk, length - 1]] = True  # first, both sides of chunk edges, last
+    reset[1, 5] = True
+    w_y, w_final = f32(rng.randn(batch, length, heads, width)), f32(rng.randn(batch, heads, width, size))
+    (y, final), grads = _ssd_value_and_grads(flavour, chunk)(diff, jnp.asarray(reset), w_y, w_final)
+    (y_ref, final_ref), grads_ref = _ssd_value_and_grads(None, chunk)(diff, jnp.asarray(reset), w_y, w_final)
+    assert y.dtype == jnp.float32 and final.dtype == jnp.float32
+    _assert_close("y", y, y_ref, FP32_TOL)
+    _assert_close("final state", final, final_ref, FP32_TOL)
+    for name, g, g_ref in zip(("dx", "ddt", "dA", "dB", "dC", "dD", "dh0"), grads, grads_ref):
+        _assert_close(name, g, g_ref, FP32_TOL)

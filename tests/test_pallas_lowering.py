@@ -7,6 +7,7 @@ public API as it runs on that backend (``jax.default_backend`` patched), at a re
 shape (B 8, T 4096, D 2048, bf16), forward and gradient.
 
 A Pallas import failure is a test failure here (the API raises with the import error).
+The SSD kernels have an XLA backward, so their gradient lowers one kernel call.
 """
 
 import jax
@@ -14,6 +15,7 @@ import jax.numpy as jnp
 import pytest
 
 from birdie_jax.kernels import linear_scan
+from birdie_jax.kernels.ssd import ssd
 
 # jax.default_backend() name → (lowering platform, the custom call the kernel lowers to)
 PLATFORMS = {"tpu": ("tpu", "tpu_custom_call"), "gpu": ("cuda", "xla.gpu.triton")}
@@ -45,3 +47,21 @@ def test_linear_scan_pallas_reverse_lowers(backend, monkeypatch):
     seq = jax.ShapeDtypeStruct((2, 1000, 200), jnp.float32)  # T and D not multiples of the blocks
     fn = lambda a, b: linear_scan(a, b, reverse=True, implementation="pallas")  # noqa: E731
     assert PLATFORMS[backend][1] in _lowered_text(fn, (seq, seq), backend, monkeypatch)
+
+
+@pytest.mark.parametrize("backend", sorted(PLATFORMS))
+def test_ssd_pallas_lowers(backend, monkeypatch):
+    # Mamba-2 at d_model 2048: 64 heads of 64, state 128, one group; Q = 64; T = 4000 is not a multiple of Q.
+    batch, length, heads, width, groups, size = 8, 4000, 64, 64, 1, 128
+    S = jax.ShapeDtypeStruct
+    args = (S((batch, length, heads, width), jnp.bfloat16), S((batch, length, heads), jnp.float32),
+            S((heads,), jnp.float32), S((batch, length, groups, size), jnp.bfloat16),
+            S((batch, length, groups, size), jnp.bfloat16), S((heads,), jnp.float32),
+            S((batch, heads, width, size), jnp.float32), S((batch, length), jnp.bool_))
+
+    def loss(x, dt, A, B, C, D, h0, reset):
+        y, final = ssd(x, dt, A, B, C, D=D, initial_state=h0, reset=reset, chunk_size=64, implementation="pallas")
+        return jnp.sum(y.astype(jnp.float32)) + jnp.sum(final)
+
+    text = _lowered_text(jax.value_and_grad(loss, argnums=tuple(range(7))), args, backend, monkeypatch)
+    assert text.count(PLATFORMS[backend][1]) == 1  # the forward kernel; the backward is XLA

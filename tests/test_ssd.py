@@ -191,7 +191,7 @@ def test_bad_options_are_clear_errors():
     with pytest.raises(ValueError, match="chunk_size"):
         _run(args, None, chunk_size=0)
     with pytest.raises(ValueError, match="unknown implementation"):
-        _run(args, None, implementation="pallas")
+        _run(args, None, implementation="triton")
 
 
 # --------------------------------------------------------------------------- the Mamba-2 mixer

@@ -14,7 +14,6 @@ The default per backend is the table ``DEFAULT_IMPLEMENTATIONS`` (docs/kernels.m
 Axis legend: ``B`` batch, ``T`` time, ``D`` channels.
 """
 
-import importlib
 from typing import Callable, Dict, Optional, Tuple
 
 import jax
@@ -47,31 +46,12 @@ __all__ = ["DEFAULT_IMPLEMENTATIONS", "IMPLEMENTATION_NAMES", "ImplementationUna
 
 
 def pallas_module(backend: str):
-    """The Pallas kernel module for ``backend`` (``pallas_tpu`` or ``pallas_gpu``).
-
-    Raises ImplementationUnavailableError (naming the default) when the backend has no
-    kernel or the module fails to import.
-    """
-    module = dispatch.pallas_module_name(backend)
-    default = default_implementation(backend)
-    if module is None:
-        raise ImplementationUnavailableError(
-            dispatch.unavailable_reason("linear_scan", "pallas", backend, default))
-    try:
-        return importlib.import_module(f".{module}", __package__)
-    except ImportError as e:
-        raise ImplementationUnavailableError(
-            dispatch.unavailable_reason("linear_scan", "pallas", backend, default, e)) from e
+    """The Pallas kernel module for ``backend`` (``pallas_tpu`` or ``pallas_gpu``); raises
+    ImplementationUnavailableError naming the default when there is none or it fails to import."""
+    return dispatch.load_pallas_module("linear_scan", __package__, backend, default_implementation(backend))
 
 
-def _unavailable(name: str, backend: str) -> Optional[str]:
-    if name != "pallas":
-        return None
-    try:
-        pallas_module(backend)
-    except ImplementationUnavailableError as e:
-        return str(e)
-    return None
+_unavailable = dispatch.pallas_unavailable(pallas_module)
 
 
 def is_available(name: str, backend: Optional[str] = None) -> bool:
