@@ -27,8 +27,8 @@ ARCHITECTURES = ("gated_ssm", "hawk", "transformer", "mamba2", "hybrid")
 # Whether a single-architecture model puts an MLP after each mixer.
 ARCHITECTURE_HAS_MLP = {"gated_ssm": False, "hawk": True, "transformer": True, "mamba2": False}
 # Mixers a ``model.layers`` pattern may name, and those with a bidirectional (prefix) variant.
-LAYER_MIXERS = ("gated_ssm", "hawk", "transformer", "mamba2")
-BIDIRECTIONAL_MIXERS = ("gated_ssm", "hawk", "transformer")
+LAYER_MIXERS = ("gated_ssm", "hawk", "transformer", "mamba2", "based", "pla", "swa", "gated_conv", "gated_ssm_plus")
+BIDIRECTIONAL_MIXERS = ("gated_ssm", "hawk", "transformer", "gated_ssm_plus")
 MLP_KINDS = ("gelu", "swiglu")
 INIT_SCHEMES = ("fan_in", "normal")
 DTYPES = ("float32", "bfloat16")
@@ -88,6 +88,14 @@ class ModelConfig:
         every matrix, init_std/√(2·n_layers) for the projections back into the residual).
       norm_eps: RMSNorm epsilon of the pre-norms and the final norm.
       embed_scale: multiply embeddings by √d_model (Griffin style); False for Based/JRT.
+      la_feature_dim: f of the ``based``/``pla`` layers (Taylor features 1 + f + f²; heads
+        ``num_heads``, value width ``head_dim``).
+      la_chunk: chunk length of the chunked linear-attention form.
+      la_implementation: force a ``linear_attention`` implementation (None: chunked).
+      swa_window: tokens before the current one that ``swa`` attends to (heads ``num_heads``
+        × ``head_dim``, RoPE base ``rope_base``).
+      gated_conv_width: kernel width of the ``gated_conv`` short convolution.
+      max_prefix_len: the longest prompt prefix PLA models read at inference (M = min(L, this)).
     """
 
     architecture: str = "hawk"
@@ -119,6 +127,12 @@ class ModelConfig:
     init: str = "fan_in"
     norm_eps: float = 1e-6
     embed_scale: bool = True
+    la_feature_dim: int = 16
+    la_chunk: int = 64
+    la_implementation: str | None = None
+    swa_window: int = 128
+    gated_conv_width: int = 3
+    max_prefix_len: int = 1024
 
     def __post_init__(self):
         _check_choice("model.architecture", self.architecture, ARCHITECTURES)
@@ -145,6 +159,11 @@ class ModelConfig:
         _check_choice("model.init", self.init, INIT_SCHEMES)
         _check_positive("model.mlp_multiple", self.mlp_multiple)
         _check_positive("model.norm_eps", self.norm_eps)
+        for name in ("la_feature_dim", "la_chunk", "swa_window", "gated_conv_width", "max_prefix_len"):
+            _check_positive(f"model.{name}", getattr(self, name))
+        if self.la_implementation is not None:
+            _check_choice("model.la_implementation", self.la_implementation,
+                          ("reference", "quadratic", "chunked", "recurrent"))
         self._check_layers()
 
     def _check_mamba2_heads(self) -> None:
