@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import ARCHITECTURES, tiny_lm
+from conftest import ARCHITECTURES, CAUSAL_ONLY_ARCHITECTURES, tiny_lm
 from flax import nnx
 
 from birdie_jax.data.layout import layout_sample
@@ -29,6 +29,7 @@ def _packed_row():
 TOKENS, SEGMENTS, PREFIX, REGION = _packed_row()
 T = len(TOKENS)
 SETTINGS = [(arch, bi) for arch in ARCHITECTURES for bi in ("none", "alternate", "all")]
+SETTINGS += [(arch, "none") for arch in CAUSAL_ONLY_ARCHITECTURES]  # Mamba-2: causal only
 
 
 @functools.lru_cache(maxsize=None)
