@@ -46,7 +46,8 @@ def document_samples(
     """Stream element ``index`` (tokens [n], EOS included) -> its laid-out samples.
 
     The transform gets ``np.random.default_rng([seed, index])`` and returns (prefix, labels)
-    pairs or (prefix, labels, arm_id) triples; each must fit ``seq_len`` (ValueError otherwise).
+    pairs, (prefix, labels, arm_id) triples or (prefix, labels, arm_id, prefix_targets);
+    each must fit ``seq_len`` (ValueError otherwise).
     """
     rng = np.random.default_rng([seed, index])
     pieces = transform(tokens, rng) if snapshot is None else transform(tokens, rng, snapshot=snapshot)
@@ -54,7 +55,8 @@ def document_samples(
     for piece in pieces:
         prefix, labels = piece[0], piece[1]
         arm_id = int(piece[2]) if len(piece) > 2 else -1
-        sample = layout_sample(prefix, labels, bg_id=bg_id, arm_id=arm_id)
+        prefix_targets = piece[3] if len(piece) > 3 else None  # MLM targets (jrt mixture)
+        sample = layout_sample(prefix, labels, bg_id=bg_id, arm_id=arm_id, prefix_targets=prefix_targets)
         n = sample["inputs"].shape[0]
         if n > seq_len:
             raise ValueError(
