@@ -14,9 +14,9 @@ from flax import nnx
 from birdie_jax import analysis
 from birdie_jax.analysis import cli as analysis_cli
 from birdie_jax.analysis.common import AnalysisError, greedy_continue, last_logits, run_chunks
-from birdie_jax.analysis.copy_task import character_accuracy, copy_example
+from birdie_jax.evals.copy import character_accuracy, copy_example
 from birdie_jax.analysis.effrem import effrem_grid, suffix_rows, total_variation
-from birdie_jax.analysis.passkey import FILLER, QUESTION, TASK, answer_matches, filler_count, passkey_prompt
+from birdie_jax.evals.passkey import FILLER, QUESTION, TASK, answer_matches, filler_count, passkey_prompt
 from birdie_jax.errors import BirdieError
 from birdie_jax.generation import generate
 from birdie_jax.inference import LoadedRun

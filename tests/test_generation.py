@@ -124,7 +124,8 @@ def test_bidirectional_model_trains_and_generates_from_checkpoint(tmp_path, caps
     assert main(["train", "--config", "hawk_tiny", "--quiet", "model.bidirectional=alternate", "train.steps=2",
                  "data.seq_len=32", "data.batch_size=2", "train.eval_every=0", f"train.run_dir={run}"]) == 0
     assert main(["generate", "--checkpoint", str(run), "--prompt", "The ", "--max-new-tokens", "4"]) == 0
-    assert capsys.readouterr().out.strip().splitlines()[-1].startswith("The ")
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "The " and lines[1] == "----- continuation -----"  # the answer set apart
     assert main(["generate", "--checkpoint", str(run), "--jrt", "--context", "Paris is in France.",
                  "--question", "Where is Paris?", "--max-new-tokens", "3"]) == 0
     assert "Paris is in France.\nParis is in France." in capsys.readouterr().out
