@@ -96,6 +96,8 @@ class ModelConfig:
         × ``head_dim``, RoPE base ``rope_base``).
       gated_conv_width: kernel width of the ``gated_conv`` short convolution.
       max_prefix_len: the longest prompt prefix PLA models read at inference (M = min(L, this)).
+      rope_scaling: RoPE position interpolation factor s (positions divided by s): a Transformer
+        trained at length L reads s·L tokens (set max_len to match), as Birdie extends 2k → 16k.
     """
 
     architecture: str = "hawk"
@@ -133,6 +135,7 @@ class ModelConfig:
     swa_window: int = 128
     gated_conv_width: int = 3
     max_prefix_len: int = 1024
+    rope_scaling: float = 1.0
 
     def __post_init__(self):
         _check_choice("model.architecture", self.architecture, ARCHITECTURES)
@@ -155,6 +158,8 @@ class ModelConfig:
             _check_positive("model.vocab_size", self.vocab_size)
         if self.mlp_expansion <= 0:
             raise ConfigError(f"model.mlp_expansion must be > 0, got {self.mlp_expansion}")
+        if self.rope_scaling <= 0:
+            raise ConfigError(f"model.rope_scaling must be > 0, got {self.rope_scaling}")
         _check_choice("model.mlp", self.mlp, MLP_KINDS)
         _check_choice("model.init", self.init, INIT_SCHEMES)
         _check_positive("model.mlp_multiple", self.mlp_multiple)
@@ -225,8 +230,12 @@ class DataConfig:
     """Where text comes from and how it becomes batches.
 
     Attributes:
-      corpus: ``builtin`` (Python's pydoc topics, no download), a text/JSONL file or a folder.
-      format: ``auto``, ``text``, ``jsonl`` or ``dir``.
+      corpus: ``builtin`` (Python's pydoc topics, no download), a text/JSONL file or a folder,
+        or a generated recall task: ``mqar``, ``phonebook``, ``set_disjointness`` (sizes in
+        the ``generated`` section; loss only where the task puts labels).
+      format: ``auto``, ``text``, ``jsonl``, ``dir``, or ``pairs``: prompt/answer pairs (a JSONL
+        file of ``{"prompt", "answer"}``, or a generated task) trained with the prompt as the
+        prefix and loss on the answer only.
       text_field: JSONL field holding the text.
       tokenizer: ``byte`` or a path to a ``tokenizers`` JSON / SentencePiece model file.
       num_sentinels: size of the reserved sentinel pool.
@@ -249,7 +258,7 @@ class DataConfig:
     shuffle: bool = True
 
     def __post_init__(self):
-        _check_choice("data.format", self.format, ("auto", "text", "jsonl", "dir"))
+        _check_choice("data.format", self.format, ("auto", "text", "jsonl", "dir", "pairs"))
         for name in ("seq_len", "batch_size", "num_sentinels"):
             _check_positive(f"data.{name}", getattr(self, name))
         if not 0.0 <= self.validation_fraction < 1.0:
@@ -416,6 +425,52 @@ class InitialStateConfig:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class GeneratedDataConfig:
+    """Sizes of the generated training corpora (``data.corpus: mqar | phonebook | set_disjointness``).
+
+    Attributes:
+      num_examples: training examples (validation adds ``data.validation_fraction`` of this, drawn apart).
+      vocab_size: id range V of MQAR and set disjointness (<= the tokenizer's base vocabulary).
+      mqar_seq_len, mqar_num_pairs: MQAR's (T, n).
+      phonebook_entries: book sizes [min, max]; phonebook_queries: k in [min, max].
+      set_sizes: set disjointness (|A|, |B|).
+    """
+
+    num_examples: int = 20_000
+    vocab_size: int = 256
+    mqar_seq_len: int = 64
+    mqar_num_pairs: int = 4
+    phonebook_entries: tuple[int, int] = (200, 800)
+    phonebook_queries: tuple[int, int] = (1, 32)
+    set_sizes: tuple[int, int] = (4, 16)
+
+    def __post_init__(self):
+        for name in ("num_examples", "vocab_size", "mqar_seq_len", "mqar_num_pairs"):
+            _check_positive(f"generated.{name}", getattr(self, name))
+        for name in ("phonebook_entries", "phonebook_queries", "set_sizes"):
+            lo, hi = getattr(self, name)
+            if lo < 1 or (name != "set_sizes" and hi < lo) or hi < 1:
+                raise ConfigError(f"generated.{name} must be positive [min, max], got {[lo, hi]}")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class EvalConfig:
+    """Recall evaluations run during training at ``train.eval_every`` (see ``birdie_jax.evals``).
+
+    Attributes:
+      tasks: task names (``mqar``, ``phonebook``, ...), logged as ``eval/<task>``.
+      num_examples: examples per slice of each task; seed: the tasks' seed.
+    """
+
+    tasks: tuple[str, ...] = ()
+    num_examples: int = 8
+    seed: int = 0
+
+    def __post_init__(self):
+        _check_positive("eval.num_examples", self.num_examples)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Config:
     """A whole experiment: model, data, training, objectives and initial states, plus a name,
     the seed and (optionally) a checkpoint whose parameters start the run (post-training)."""
@@ -430,6 +485,8 @@ class Config:
     initial_state: InitialStateConfig = InitialStateConfig()
     controller: ControllerConfig = ControllerConfig()
     mesh: MeshConfig = MeshConfig()
+    generated: GeneratedDataConfig = GeneratedDataConfig()
+    eval: EvalConfig = EvalConfig()
 
     def __post_init__(self):
         """Checks that span sections (JRT-RNN: prefix layers, the jrt mixture, the row length)."""
@@ -528,7 +585,8 @@ def _coerce(field: str, value: Any, annotation: Any) -> Any:
 
 
 _SECTIONS = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig, "mixture": MixtureConfig,
-             "initial_state": InitialStateConfig, "controller": ControllerConfig, "mesh": MeshConfig}
+             "initial_state": InitialStateConfig, "controller": ControllerConfig, "mesh": MeshConfig,
+             "generated": GeneratedDataConfig, "eval": EvalConfig}
 # A section given a plain value sets this field of it (``mixture=ul2`` -> ``mixture.name=ul2``).
 _SECTION_SHORTHAND = {"mixture": "name", "initial_state": "kind"}
 

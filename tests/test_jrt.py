@@ -50,7 +50,7 @@ def test_jrt_mixture_masks_prefix_tokens_and_predicts_them():
     pieces = mixture(text, np.random.default_rng(0))
     assert sum(len(p[0]) + len(p[1]) for p in pieces) == 150  # every token used once
     masked = 0
-    for prefix, labels, _, targets in pieces[:-1]:
+    for prefix, labels, _, _, targets in pieces[:-1]:
         assert 8 <= len(prefix) <= 48 and len(prefix) + len(labels) <= 64
         where = prefix == tok.special.mask
         masked += where.sum()

@@ -50,8 +50,8 @@ def check_mask_token(mask_token_id: int | None, special: SpecialTokens) -> int:
 class JRTMixture(Mixture):
     """The ``jrt`` mixture: one prefix-LM + MLM sample per piece of text (see the module docstring).
 
-    Pieces are (masked prefix, labels, arm id 0, prefix targets), the fourth entry giving the
-    MLM targets of the prefix positions (``IGNORE_ID`` where unmasked).
+    Pieces are (masked prefix, labels, arm id 0, None (no label mask), prefix targets), the
+    last entry giving the MLM targets of the prefix positions (``IGNORE_ID`` where unmasked).
     """
 
     def __init__(self, *, special: SpecialTokens, seq_len: int, mask_token_id: int | None = None,
@@ -83,7 +83,7 @@ class JRTMixture(Mixture):
             m = self._prefix_length(piece.shape[0], rng)
             prefix = piece[:m]
             masked = rng.random(m) < self.mlm_prob
-            out.append((np.where(masked, self.mask_token_id, prefix).astype(np.int32), piece[m:], 0,
+            out.append((np.where(masked, self.mask_token_id, prefix).astype(np.int32), piece[m:], 0, None,
                         np.where(masked, prefix, IGNORE_ID).astype(np.int32)))
         return out
 
