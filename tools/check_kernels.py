@@ -1,7 +1,7 @@
 """Check every implementation of every kernel against its reference on this machine, and time it.
 
 Run it on the hardware you train on (CPU, GPU or TPU). For each kernel (``linear_scan``,
-``ssd``) and each implementation its API knows (``pallas`` included), it compares values
+``ssd``, ``linear_attention``) and each implementation its API knows (``pallas`` included), it compares values
 and gradients with the sequential fp32 reference (tolerances of the test suite: 1e-5 for
 float32, 1e-2 for bfloat16 inputs, relative to the largest reference magnitude; float32
 comparisons run with ``jax.default_matmul_precision("highest")``) and measures compile time
@@ -14,7 +14,9 @@ On CPU the Pallas kernels have no backend; with ``--small`` the tool also runs b
 
 Shapes: linear_scan ``a, b`` [B 8, T 4096, D 2048]; ssd is Mamba-2 at d_model 2048 (64 heads of
 64, state 128, one group, chunk 64, T 4096, B 8), its gradient checked at B 1, T 1024 (the
-reference's autodiff keeps one [B, H, P, N] state per token). ``--small`` shrinks everything for
+reference's autodiff keeps one [B, H, P, N] state per token); linear_attention is Based / PLA at
+d_model 2048 (16 heads, feature width 16, value width 128, chunk 64, T 4096, B 8, four packed
+documents per row each with a prefix), its gradient also checked at B 1, T 1024. ``--small`` shrinks everything for
 a CPU run. Writes ``bench_results/check_kernels_<backend>[_small].json``; docs/kernels.md says
 how to switch a backend's default once its Pallas kernel passes here.
 
@@ -39,6 +41,8 @@ import numpy as np
 
 from bench_scan import _timed, machine_info
 from birdie_jax.kernels.dispatch import ImplementationUnavailableError
+from birdie_jax.kernels.linear_attention import api as attention_api
+from birdie_jax.kernels.linear_attention import reference as attention_reference
 from birdie_jax.kernels.linear_scan import api as scan_api
 from birdie_jax.kernels.linear_scan import config as scan_config
 from birdie_jax.kernels.linear_scan import reference as scan_reference
@@ -134,6 +138,51 @@ def _ssd_case(small: bool) -> Case:
                 ("y", "final_state"), ("dx", "ddt", "dA", "dB", "dC", "dD", "dh0"), grad_shape)
 
 
+# --------------------------------------------------------------------------- linear attention
+
+
+def _attention_inputs(dtype: str, shape: Dict[str, int]):
+    b, t, h, f, p = (shape[k] for k in ("batch", "time", "heads", "key_dim", "value_dim"))
+    rng = np.random.RandomState(0)
+    normal = lambda *s: jnp.asarray(0.5 * rng.randn(*s), jnp.float32).astype(dtype)  # noqa: E731
+    features = 1 + f + f * f
+    state = (jnp.asarray(rng.rand(b, h, features, p), jnp.float32),
+             jnp.asarray(1.0 + rng.rand(b, h, features), jnp.float32))
+    # Packed documents of ~1/4 of the row, each with a prefix (encoder) of its first 1/8.
+    doc = np.minimum(np.arange(t) // max(1, t // 4), 3)
+    segment_ids = jnp.asarray(np.broadcast_to(doc + 1, (b, t)).astype(np.int32))
+    encoder_mask = jnp.asarray(np.broadcast_to((np.arange(t) % max(1, t // 4)) < max(1, t // 32), (b, t)))
+    diff = (normal(b, t, h, f), normal(b, t, h, f), normal(b, t, h, p), normal(b, t, h, f), normal(b, t, h, p), state)
+    return diff, (encoder_mask, segment_ids)
+
+
+def _attention_run(chunk: int):
+    def run(name: str):
+        if name.endswith("[interpret]"):
+            flavour = name.split("_")[1].split("[")[0]
+            kernel = functools.partial(attention_api.pallas_module(flavour).linear_attention_pallas, chunk_size=chunk,
+                                       interpret=True)
+            return lambda q, k, v, ke, ve, state, em, seg: kernel(q, k, v, ke, ve, em, seg, state)
+        return lambda q, k, v, ke, ve, state, em, seg: attention_api.linear_attention(
+            q, k, v, k_enc=ke, v_enc=ve, encoder_mask=em, segment_ids=seg, initial_state=state, chunk_size=chunk,
+            implementation=name)
+
+    return run
+
+
+def _attention_case(small: bool) -> Case:
+    if small:
+        shape = dict(batch=2, time=256, heads=2, key_dim=16, value_dim=16, chunk=32)
+        grad_shape = None
+    else:  # Based / PLA at d_model 2048: 16 heads, feature width 16, value width 128
+        shape = dict(batch=8, time=4096, heads=16, key_dim=16, value_dim=128, chunk=64)
+        grad_shape = dict(shape, batch=1, time=1024)
+    return Case("linear_attention", shape, _attention_inputs, _attention_run(shape["chunk"]),
+                lambda q, k, v, ke, ve, state, em, seg: attention_reference.linear_attention_reference(
+                    q, k, v, ke, ve, em, seg, state),
+                ("y", "S", "z"), ("dq", "dk", "dv", "dk_enc", "dv_enc", "dS0", "dz0"), grad_shape)
+
+
 # --------------------------------------------------------------------------- checking and timing
 
 
@@ -148,31 +197,32 @@ def _max_rel_err(got, want) -> float:
 
 def _weighted_loss(fn, weights, n_diff):
     def loss(*args):
-        outs = fn(*args)
+        outs = jax.tree.leaves(fn(*args))
         return sum(jnp.sum(o.astype(jnp.float32) * w) for o, w in zip(outs, weights))
 
     return jax.grad(loss, argnums=tuple(range(n_diff)))
 
 
 def _weights(outs):
+    outs = jax.tree.leaves(outs)
     keys = jax.random.split(jax.random.PRNGKey(1), len(outs))
     return [jax.random.normal(k, o.shape, jnp.float32) for k, o in zip(keys, outs)]
 
 
 def _errors(case: Case, fn, dtype: str, shape) -> Dict[str, float]:
     diff, fixed = case.make_inputs(dtype, shape)
-    as_f32 = [v.astype(jnp.float32) for v in diff]  # the reference sees the same rounded values
+    as_f32 = jax.tree.map(lambda v: v.astype(jnp.float32), diff)  # the reference sees the same rounded values
     with jax.default_matmul_precision("highest"):
-        outs = jax.jit(fn)(*diff, *fixed)
+        outs = jax.tree.leaves(jax.jit(fn)(*diff, *fixed))
         ref = jax.jit(case.reference)(*as_f32, *fixed)
-        errors = {name: _max_rel_err(o, r) for name, o, r in zip(case.output_names, outs, ref)}
+        errors = {name: _max_rel_err(o, r) for name, o, r in zip(case.output_names, outs, jax.tree.leaves(ref))}
         if case.grad_shape is not None:
             diff, fixed = case.make_inputs(dtype, case.grad_shape)
-            as_f32 = [v.astype(jnp.float32) for v in diff]
+            as_f32 = jax.tree.map(lambda v: v.astype(jnp.float32), diff)
             ref = jax.jit(case.reference)(*as_f32, *fixed)
         weights = _weights(ref)
-        grads = jax.jit(_weighted_loss(fn, weights, len(diff)))(*diff, *fixed)
-        grads_ref = jax.jit(_weighted_loss(case.reference, weights, len(diff)))(*as_f32, *fixed)
+        grads = jax.tree.leaves(jax.jit(_weighted_loss(fn, weights, len(diff)))(*diff, *fixed))
+        grads_ref = jax.tree.leaves(jax.jit(_weighted_loss(case.reference, weights, len(diff)))(*as_f32, *fixed))
         errors.update({name: _max_rel_err(g, r) for name, g, r in zip(case.grad_names, grads, grads_ref)})
     return errors
 
@@ -236,7 +286,7 @@ def _print_table(rows: List[dict]) -> None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--small", action="store_true", help="CPU-sized shapes, plus Pallas interpret mode on CPU")
-    parser.add_argument("--kernels", default="linear_scan,ssd")
+    parser.add_argument("--kernels", default="linear_scan,ssd,linear_attention")
     parser.add_argument("--dtypes", default="float32,bfloat16")
     parser.add_argument("--repeats", type=int, default=10, help="timed runs (median)")
     parser.add_argument("--warmup", type=int, default=2)
@@ -245,7 +295,9 @@ def main(argv=None) -> int:
 
     backend = jax.default_backend()
     cases = {"linear_scan": (_scan_case(args.small), scan_api.IMPLEMENTATION_NAMES, scan_api.DEFAULT_IMPLEMENTATIONS),
-             "ssd": (_ssd_case(args.small), ssd_api.IMPLEMENTATION_NAMES, ssd_api.DEFAULT_IMPLEMENTATIONS)}
+             "ssd": (_ssd_case(args.small), ssd_api.IMPLEMENTATION_NAMES, ssd_api.DEFAULT_IMPLEMENTATIONS),
+             "linear_attention": (_attention_case(args.small), attention_api.IMPLEMENTATION_NAMES,
+                                  attention_api.DEFAULT_IMPLEMENTATIONS)}
     kernels = [k.strip() for k in args.kernels.split(",") if k.strip()]
     dtypes = [d.strip() for d in args.dtypes.split(",") if d.strip()]
     for k in kernels:
