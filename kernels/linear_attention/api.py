@@ -32,18 +32,10 @@ DEFAULT_IMPLEMENTATIONS: Dict[str, str] = {"cpu": "chunked", "gpu": "chunked", "
 DEFAULT_IMPLEMENTATION = "chunked"  # any other backend
 
 
-def default_implementation(backend: Optional[str] = None) -> str:
-    """The implementation ``implementation=None`` picks on ``backend`` (the table above)."""
-    return DEFAULT_IMPLEMENTATIONS.get(backend or jax.default_backend(), DEFAULT_IMPLEMENTATION)
-
-
-def pallas_module(backend: str):
-    """The Pallas kernel module for ``backend`` (``pallas_tpu`` or ``pallas_gpu``); raises
-    ImplementationUnavailableError naming the default when there is none or it fails to import."""
-    return dispatch.load_pallas_module("linear_attention", __package__, backend, default_implementation(backend))
-
-
-_unavailable = dispatch.pallas_unavailable(pallas_module)
+_DISPATCH = dispatch.KernelDispatch("linear_attention", __package__, IMPLEMENTATION_NAMES, DEFAULT_IMPLEMENTATIONS,
+                                    DEFAULT_IMPLEMENTATION)
+default_implementation = _DISPATCH.default  # the table above, per backend name
+pallas_module = _DISPATCH.pallas_module  # pallas_tpu / pallas_gpu, or ImplementationUnavailableError
 DEFAULT_EPS = 1e-12  # the reference's eps (jrt.md §1.1)
 
 
@@ -134,8 +126,7 @@ def linear_attention(
         segment_ids = jnp.ones(q.shape[:2], jnp.int32)
     args = (q, k, v, k_enc, v_enc, encoder_mask, segment_ids, initial_state, eps)
     backend = jax.default_backend()
-    name = dispatch.choose("linear_attention", implementation, IMPLEMENTATION_NAMES, DEFAULT_IMPLEMENTATIONS,
-                           DEFAULT_IMPLEMENTATION, _unavailable, backend)
+    name = _DISPATCH.choose(implementation, backend)
     if name == "pallas":
         return pallas_module(backend).linear_attention_pallas(*args, chunk_size=int(chunk_size))
     with jax.named_scope(f"linear_attention_{name}"):

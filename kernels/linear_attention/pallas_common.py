@@ -37,6 +37,7 @@ from typing import Callable, NamedTuple, Optional, Tuple
 import jax
 import jax.numpy as jnp
 from jax import lax
+from jax.experimental import pallas as pl
 
 from .reference import State, segment_runs, zero_state
 from .xla import linear_attention_chunked
@@ -65,6 +66,30 @@ class PassInputs(NamedTuple):
     vec: jax.Array  # [b h T 8] f32 flags
     num_state: Split
     den_state: Split
+
+
+def state_specs(f: int, p: int):
+    """BlockSpecs of the six state blocks (numerator then denominator: 1, x, x⊗x), one (batch, head) each.
+
+    The index maps ignore grid axes after (batch, head), so on TPU the blocks stay resident across chunks.
+    """
+    specs = []
+    for width in (p, DEN_WIDTH):
+        specs += [pl.BlockSpec((None, None, 1, width), lambda i, j, *_: (i, j, 0, 0)),
+                  pl.BlockSpec((None, None, f, width), lambda i, j, *_: (i, j, 0, 0)),
+                  pl.BlockSpec((None, None, f, f, width), lambda i, j, *_: (i, j, 0, 0, 0))]
+    return specs
+
+
+def output_shapes(batch: int, heads: int, padded: int, f: int, p: int):
+    """Shapes of a pass kernel's outputs: num [b h T p], den [b h T 16], then the six final-state blocks."""
+    shapes = [jax.ShapeDtypeStruct((batch, heads, padded, p), _F32),
+              jax.ShapeDtypeStruct((batch, heads, padded, DEN_WIDTH), _F32)]
+    for width in (p, DEN_WIDTH):
+        shapes += [jax.ShapeDtypeStruct((batch, heads, 1, width), _F32),
+                   jax.ShapeDtypeStruct((batch, heads, f, width), _F32),
+                   jax.ShapeDtypeStruct((batch, heads, f, f, width), _F32)]
+    return shapes
 
 
 def split_state(S: jax.Array, f: int) -> Split:

@@ -22,13 +22,13 @@ from jax import lax
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as pltriton
 
-from birdie_jax.kernels.dispatch import ImplementationUnavailableError
+from birdie_jax.kernels.dispatch import check_triton_tiles
 
-from .pallas_common import DEN_WIDTH, VEC_COLUMNS, PassInputs, Split, chunk_step, with_xla_backward
+from .pallas_common import (DEN_WIDTH, VEC_COLUMNS, PassInputs, Split, chunk_step, output_shapes, state_specs,
+                            with_xla_backward)
 from .reference import State
 
 _F32 = jnp.float32
-_MIN_DOT = 16
 
 
 def _kernel(q_ref, k_ref, vn_ref, vd_ref, vec_ref, *refs, f: int, c: int, chunks: int, strict: bool):
@@ -60,30 +60,17 @@ def _kernel(q_ref, k_ref, vn_ref, vd_ref, vec_ref, *refs, f: int, c: int, chunks
     store(final[3:6], den_state)
 
 
-def _state_specs(f: int, width: int):
-    return [pl.BlockSpec((None, None, 1, width), lambda i, j: (i, j, 0, 0)),
-            pl.BlockSpec((None, None, f, width), lambda i, j: (i, j, 0, 0)),
-            pl.BlockSpec((None, None, f, f, width), lambda i, j: (i, j, 0, 0, 0))]
-
-
-def _state_shapes(batch: int, heads: int, f: int, width: int):
-    return [jax.ShapeDtypeStruct((batch, heads, 1, width), _F32), jax.ShapeDtypeStruct((batch, heads, f, width), _F32),
-            jax.ShapeDtypeStruct((batch, heads, f, f, width), _F32)]
-
-
 def _forward(inputs: PassInputs, strict: bool, *, c: int, interpret: bool):
     batch, heads, padded, f = inputs.q.shape
     p = inputs.vn.shape[-1]
     seq = lambda last: pl.BlockSpec((None, None, padded, last), lambda i, j: (i, j, 0, 0))  # noqa: E731
-    states = _state_specs(f, p) + _state_specs(f, DEN_WIDTH)
+    states = state_specs(f, p)
     outs = pl.pallas_call(
         functools.partial(_kernel, f=f, c=c, chunks=padded // c, strict=strict),
         grid=(batch, heads),
         in_specs=[seq(f), seq(f), seq(p), seq(DEN_WIDTH), seq(VEC_COLUMNS)] + states,
         out_specs=[seq(p), seq(DEN_WIDTH)] + states,
-        out_shape=[jax.ShapeDtypeStruct((batch, heads, padded, p), _F32),
-                   jax.ShapeDtypeStruct((batch, heads, padded, DEN_WIDTH), _F32)]
-        + _state_shapes(batch, heads, f, p) + _state_shapes(batch, heads, f, DEN_WIDTH),
+        out_shape=output_shapes(batch, heads, padded, f, p),
         compiler_params=pltriton.CompilerParams(num_warps=4, num_stages=1),
         interpret=interpret,
         name="linear_attention_chunk_gpu_strict" if strict else "linear_attention_chunk_gpu",
@@ -97,17 +84,9 @@ def _forward_for(c: int, interpret: bool):
     return functools.partial(_forward, c=c, interpret=interpret)
 
 
-def _tileable(n: int) -> bool:
-    return n >= _MIN_DOT and n & (n - 1) == 0
-
-
 def check_tiling(chunk_size: int, key_dim: int, value_dim: int) -> None:
     """Raises ImplementationUnavailableError for sizes the GPU kernel cannot tile."""
-    for what, value in (("chunk_size", chunk_size), ("key width f", key_dim), ("value width p", value_dim)):
-        if not _tileable(value):
-            raise ImplementationUnavailableError(
-                f"linear_attention pallas (GPU): {what} = {value} is not a power of two >= {_MIN_DOT} (the Triton "
-                f"matmul tiles); use implementation='chunked'")
+    check_triton_tiles("linear_attention", {"chunk_size": chunk_size, "key width f": key_dim, "value width p": value_dim})
 
 
 def linear_attention_pallas(q, k, v, k_enc=None, v_enc=None, encoder_mask=None, segment_ids=None,

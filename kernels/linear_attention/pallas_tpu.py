@@ -23,7 +23,8 @@ from jax.experimental.pallas import tpu as pltpu
 
 from birdie_jax.kernels.dispatch import ImplementationUnavailableError
 
-from .pallas_common import DEN_WIDTH, VEC_COLUMNS, PassInputs, Split, chunk_step, with_xla_backward
+from .pallas_common import (DEN_WIDTH, VEC_COLUMNS, PassInputs, Split, chunk_step, output_shapes, state_specs,
+                            with_xla_backward)
 from .reference import State
 
 _F32 = jnp.float32
@@ -64,30 +65,17 @@ def _kernel(q_ref, k_ref, vn_ref, vd_ref, vec_ref, *refs, f: int, strict: bool):
         store(final[3:6], den_state)
 
 
-def _state_specs(f: int, width: int):
-    return [pl.BlockSpec((None, None, 1, width), lambda i, j, k: (i, j, 0, 0)),
-            pl.BlockSpec((None, None, f, width), lambda i, j, k: (i, j, 0, 0)),
-            pl.BlockSpec((None, None, f, f, width), lambda i, j, k: (i, j, 0, 0, 0))]
-
-
-def _state_shapes(batch: int, heads: int, f: int, width: int):
-    return [jax.ShapeDtypeStruct((batch, heads, 1, width), _F32), jax.ShapeDtypeStruct((batch, heads, f, width), _F32),
-            jax.ShapeDtypeStruct((batch, heads, f, f, width), _F32)]
-
-
 def _forward(inputs: PassInputs, strict: bool, *, c: int, interpret: bool):
     batch, heads, padded, f = inputs.q.shape
     p = inputs.vn.shape[-1]
     seq = lambda last: pl.BlockSpec((None, None, c, last), lambda i, j, k: (i, j, k, 0))  # noqa: E731
-    states = _state_specs(f, p) + _state_specs(f, DEN_WIDTH)
+    states = state_specs(f, p)
     outs = pl.pallas_call(
         functools.partial(_kernel, f=f, strict=strict),
         grid=(batch, heads, padded // c),
         in_specs=[seq(f), seq(f), seq(p), seq(DEN_WIDTH), seq(VEC_COLUMNS)] + states,
         out_specs=[seq(p), seq(DEN_WIDTH)] + states,
-        out_shape=[jax.ShapeDtypeStruct((batch, heads, padded, p), _F32),
-                   jax.ShapeDtypeStruct((batch, heads, padded, DEN_WIDTH), _F32)]
-        + _state_shapes(batch, heads, f, p) + _state_shapes(batch, heads, f, DEN_WIDTH),
+        out_shape=output_shapes(batch, heads, padded, f, p),
         scratch_shapes=[pltpu.VMEM((1, p), _F32), pltpu.VMEM((f, p), _F32), pltpu.VMEM((f, f, p), _F32),
                         pltpu.VMEM((1, DEN_WIDTH), _F32), pltpu.VMEM((f, DEN_WIDTH), _F32),
                         pltpu.VMEM((f, f, DEN_WIDTH), _F32)],
