@@ -25,11 +25,21 @@ from birdie_jax.errors import ConfigError
 ARCHITECTURES = ("gated_ssm", "hawk", "transformer", "mamba2")
 DTYPES = ("float32", "bfloat16")
 BIDIRECTIONAL = ("none", "alternate", "all")
+EMBED_SCALES = ("sqrt_d", "sqrt_d_bf16", "none")
 
 
 def _check_choice(field: str, value: Any, choices: Sequence[str]) -> None:
     if value not in choices:
         raise ConfigError(f"{field} must be one of {', '.join(choices)}; got {value!r}")
+
+
+def round_to_bfloat16(value: float) -> float:
+    """``value`` as float32, then rounded to the nearest bfloat16 (ties to even), as a float."""
+    import numpy as np  # noqa: PLC0415
+
+    bits = int(np.asarray(value, np.float32).view(np.uint32))
+    bits = (bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF0000
+    return float(np.asarray(bits, np.uint32).view(np.float32))
 
 
 def _check_positive(field: str, value: Any) -> None:
@@ -69,6 +79,19 @@ class ModelConfig:
       mamba_d_state: Mamba-2 state size N per head.
       mamba_groups: Mamba-2 groups G sharing B and C (H must be a multiple of G).
       mamba_chunk: chunk length Q of the chunked SSD algorithm.
+      embed_scale: what multiplies the embeddings: ``sqrt_d`` (√d_model), ``sqrt_d_bf16``
+        (√d_model rounded to bfloat16, as Hugging Face's RecurrentGemma computes it) or
+        ``none``; None: ``none`` for mamba2 (as in Mamba-2), ``sqrt_d`` otherwise.
+      logit_soft_cap: logits ← cap·tanh(logits / cap) (RecurrentGemma: 30); None: no cap.
+      norm_eps: epsilon of the block and final RMSNorms (and Mamba-2's gated norm); None:
+        1e-5 for mamba2 (as in Mamba-2), 1e-6 otherwise.
+      linear_bias: Hawk only: biases on the recurrent block's gate/input/output projections
+        and on the MLP (as in RecurrentGemma).
+      rglru_heads: Hawk only: the RG-LRU gates are block-diagonal with this many blocks
+        (RecurrentGemma: one per attention head); 1 = dense gates.
+      rglru_reset_multiplier: Hawk only: the input multiplier √(1−a²) is 1 at a document's
+        first token (as in RecurrentGemma), so there h = i⊙u. A row that starts from a given
+        state continues its document; one that starts without a state starts a document.
     """
 
     architecture: str = "hawk"
@@ -94,6 +117,12 @@ class ModelConfig:
     mamba_d_state: int = 128
     mamba_groups: int = 1
     mamba_chunk: int = 256
+    embed_scale: str | None = None
+    logit_soft_cap: float | None = None
+    norm_eps: float | None = None
+    linear_bias: bool = False
+    rglru_heads: int = 1
+    rglru_reset_multiplier: bool = False
 
     def __post_init__(self):
         _check_choice("model.architecture", self.architecture, ARCHITECTURES)
@@ -117,6 +146,40 @@ class ModelConfig:
             _check_positive("model.vocab_size", self.vocab_size)
         if self.mlp_expansion <= 0:
             raise ConfigError(f"model.mlp_expansion must be > 0, got {self.mlp_expansion}")
+        self._check_conversion_options()
+
+    def _check_conversion_options(self) -> None:
+        """The options that make a model compute what another framework's model does."""
+        if self.embed_scale is not None:
+            _check_choice("model.embed_scale", self.embed_scale, EMBED_SCALES)
+        for name in ("logit_soft_cap", "norm_eps"):
+            if getattr(self, name) is not None:
+                _check_positive(f"model.{name}", getattr(self, name))
+        _check_positive("model.rglru_heads", self.rglru_heads)
+        if self.state_dim % self.rglru_heads:
+            raise ConfigError(f"model.rglru_heads={self.rglru_heads} must divide model.state_dim={self.state_dim}")
+        hawk_only = {"linear_bias": self.linear_bias, "rglru_heads": self.rglru_heads != 1,
+                     "rglru_reset_multiplier": self.rglru_reset_multiplier}
+        used = [f"model.{k}" for k, v in hawk_only.items() if v]
+        if used and self.architecture != "hawk":
+            raise ConfigError(f"{', '.join(used)} only apply to hawk, not {self.architecture}")
+
+    @property
+    def embedding_scale(self) -> float | None:
+        """The factor that multiplies the embeddings (None: no scaling)."""
+        kind = self.embed_scale or ("none" if self.architecture == "mamba2" else "sqrt_d")
+        if kind == "none":
+            return None
+        if kind == "sqrt_d_bf16":
+            return round_to_bfloat16(self.d_model**0.5)
+        return self.d_model**0.5
+
+    @property
+    def norm_epsilon(self) -> float:
+        """Epsilon of the block and final RMSNorms."""
+        if self.norm_eps is not None:
+            return self.norm_eps
+        return 1e-5 if self.architecture == "mamba2" else 1e-6
 
     def layer_is_bidirectional(self, index: int) -> bool:
         """Whether layer ``index`` reads prefixes both ways (Birdie: even-indexed layers)."""

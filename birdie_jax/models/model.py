@@ -32,10 +32,10 @@ class Block(nnx.Module):
     """x ← x + mixer(norm x); then, where the architecture has one, x ← x + MLP(norm x)."""
 
     def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs, *, bidirectional: bool = False):
-        self.mixer_norm = RMSNorm(cfg.d_model, param_dtype=dtype_of(cfg.param_dtype))
+        self.mixer_norm = RMSNorm(cfg.d_model, eps=cfg.norm_epsilon, param_dtype=dtype_of(cfg.param_dtype))
         self.mixer = MIXERS[cfg.architecture](cfg, rngs, bidirectional=bidirectional)
         if HAS_MLP[cfg.architecture]:
-            self.mlp_norm = RMSNorm(cfg.d_model, param_dtype=dtype_of(cfg.param_dtype))
+            self.mlp_norm = RMSNorm(cfg.d_model, eps=cfg.norm_epsilon, param_dtype=dtype_of(cfg.param_dtype))
             self.mlp = GatedMLP(cfg, rngs)
         else:
             self.mlp_norm = self.mlp = None
@@ -72,7 +72,7 @@ class LanguageModel(nnx.Module):
                                embedding_init=nnx.initializers.normal(cfg.init_std), rngs=rngs)
         self.blocks = nnx.List([Block(cfg, rngs, bidirectional=cfg.layer_is_bidirectional(i))
                                 for i in range(cfg.n_layers)])
-        self.final_norm = RMSNorm(cfg.d_model, param_dtype=dtype_of(cfg.param_dtype))
+        self.final_norm = RMSNorm(cfg.d_model, eps=cfg.norm_epsilon, param_dtype=dtype_of(cfg.param_dtype))
         self.head = None if cfg.tie_embeddings else nnx.Linear(
             cfg.d_model, cfg.vocab_size, use_bias=False, dtype=dtype_of(cfg.dtype),
             param_dtype=dtype_of(cfg.param_dtype), kernel_init=nnx.initializers.normal(cfg.d_model**-0.5), rngs=rngs)
@@ -83,7 +83,8 @@ class LanguageModel(nnx.Module):
 
     def embed_tokens(self, tokens: Tokens) -> Hidden:
         x = self.embed(tokens)
-        return x * jnp.sqrt(self.cfg.d_model).astype(x.dtype)
+        scale = self.cfg.embedding_scale
+        return x if scale is None else x * jnp.asarray(scale, x.dtype)
 
     def logits(self, x: Array) -> Array:
         x = self.final_norm(x)
@@ -92,7 +93,9 @@ class LanguageModel(nnx.Module):
                              preferred_element_type=jnp.float32)
         else:
             out = self.head(x)
-        return out.astype(jnp.float32)
+        out = out.astype(jnp.float32)
+        cap = self.cfg.logit_soft_cap
+        return out if cap is None else jnp.tanh(out / cap) * cap
 
     def __call__(self, tokens: Tokens, segment_ids: SegmentIds | None = None, prefix_mask: PrefixMask | None = None,
                  *, state: list[dict] | None = None, return_state: bool = False,
