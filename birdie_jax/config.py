@@ -21,8 +21,16 @@ import yaml
 from birdie_jax.controller.config import ControllerConfig
 from birdie_jax.distributed.mesh import MeshConfig
 from birdie_jax.errors import ConfigError
+from birdie_jax.kernels.linear_scan.api import IMPLEMENTATION_NAMES as SCAN_IMPLEMENTATIONS
 
-ARCHITECTURES = ("gated_ssm", "hawk", "transformer", "mamba2")
+ARCHITECTURES = ("gated_ssm", "hawk", "transformer", "mamba2", "hybrid")
+# Whether a single-architecture model puts an MLP after each mixer.
+ARCHITECTURE_HAS_MLP = {"gated_ssm": False, "hawk": True, "transformer": True, "mamba2": False}
+# Mixers a ``model.layers`` pattern may name, and those with a bidirectional (prefix) variant.
+LAYER_MIXERS = ("gated_ssm", "hawk", "transformer", "mamba2")
+BIDIRECTIONAL_MIXERS = ("gated_ssm", "hawk", "transformer")
+MLP_KINDS = ("gelu", "swiglu")
+INIT_SCHEMES = ("fan_in", "normal")
 DTYPES = ("float32", "bfloat16")
 BIDIRECTIONAL = ("none", "alternate", "all")
 EMBED_SCALES = ("sqrt_d", "sqrt_d_bf16", "none")
@@ -54,8 +62,8 @@ class ModelConfig:
 
     Attributes:
       architecture: ``gated_ssm`` (fused gated linear recurrence, no MLP), ``hawk``
-        (RG-LRU recurrent block + gated MLP), ``transformer`` (softmax attention + MLP) or
-        ``mamba2`` (Mamba-2 / SSD mixer, no MLP).
+        (RG-LRU recurrent block + gated MLP), ``transformer`` (softmax attention + MLP),
+        ``mamba2`` (Mamba-2 / SSD mixer, no MLP) or ``hybrid`` (each layer named in ``layers``).
       vocab_size: token vocabulary; ``None`` takes the tokenizer's (rounded to 128).
       d_model: residual width.
       n_layers: number of residual blocks.
@@ -69,7 +77,8 @@ class ModelConfig:
       tie_embeddings: share the embedding matrix with the output head.
       dtype: compute dtype of matmuls (recurrences always run in float32).
       param_dtype: storage dtype of parameters.
-      scan_implementation: force a ``linear_scan`` implementation (None: by backend).
+      scan_implementation: force a ``linear_scan`` implementation (None: the backend's
+        default from ``DEFAULT_IMPLEMENTATIONS``; ``pallas``: the opt-in Pallas kernel).
       bidirectional: ``none``, ``alternate`` (even-indexed layers, as in Birdie) or ``all``.
         A bidirectional recurrent layer runs half its state channels in reverse over each
         sample's prefix; a bidirectional attention layer uses prefix attention.
@@ -79,12 +88,21 @@ class ModelConfig:
       mamba_d_state: Mamba-2 state size N per head.
       mamba_groups: Mamba-2 groups G sharing B and C (H must be a multiple of G).
       mamba_chunk: chunk length Q of the chunked SSD algorithm.
+      layers: for ``architecture: hybrid``, the mixer of each layer: ``name`` (mixer alone) or
+        ``name+mlp`` (mixer, then an MLP block), names from ``LAYER_MIXERS``. A list shorter
+        than ``n_layers`` repeats: layer i uses ``layers[i % len(layers)]``.
+      mlp: MLP kind: ``gelu`` (W_down(GeLU(W_gate x) ⊙ W_up x)) or ``swiglu`` (fc1 → halves
+        (y, gate), fc2(SiLU(gate) ⊙ y): the second half is the gate, as in Based/JRT).
+      mlp_multiple: the MLP hidden width d_model·mlp_expansion is rounded up to this multiple.
+      init: ``fan_in`` (truncated normal, fan-in scaled) or ``normal`` (N(0, init_std) for
+        every matrix, init_std/√(2·n_layers) for the projections back into the residual).
       embed_scale: what multiplies the embeddings: ``sqrt_d`` (√d_model), ``sqrt_d_bf16``
         (√d_model rounded to bfloat16, as Hugging Face's RecurrentGemma computes it) or
-        ``none``; None: ``none`` for mamba2 (as in Mamba-2), ``sqrt_d`` otherwise.
+        ``none`` (true/false mean sqrt_d/none); None: ``none`` for mamba2 (as in Mamba-2), ``sqrt_d``
+        otherwise (resolved when the config is built).
       logit_soft_cap: logits ← cap·tanh(logits / cap) (RecurrentGemma: 30); None: no cap.
       norm_eps: epsilon of the block and final RMSNorms (and Mamba-2's gated norm); None:
-        1e-5 for mamba2 (as in Mamba-2), 1e-6 otherwise.
+        1e-5 for mamba2 (as in Mamba-2), 1e-6 otherwise (resolved when the config is built).
       linear_bias: Hawk only: biases on the recurrent block's gate/input/output projections
         and on the MLP (as in RecurrentGemma).
       rglru_heads: Hawk only: the RG-LRU gates are block-diagonal with this many blocks
@@ -117,7 +135,11 @@ class ModelConfig:
     mamba_d_state: int = 128
     mamba_groups: int = 1
     mamba_chunk: int = 256
-    embed_scale: str | None = None
+    layers: tuple[str, ...] | None = None
+    mlp: str = "gelu"
+    mlp_multiple: int = 8
+    init: str = "fan_in"
+    embed_scale: str | bool | None = None
     logit_soft_cap: float | None = None
     norm_eps: float | None = None
     linear_bias: bool = False
@@ -129,13 +151,12 @@ class ModelConfig:
         _check_choice("model.dtype", self.dtype, DTYPES)
         _check_choice("model.param_dtype", self.param_dtype, DTYPES)
         _check_choice("model.bidirectional", self.bidirectional, BIDIRECTIONAL)
+        if self.scan_implementation is not None:
+            _check_choice("model.scan_implementation", self.scan_implementation, SCAN_IMPLEMENTATIONS)
         for name in ("mamba_expand", "mamba_head_dim", "mamba_d_state", "mamba_groups", "mamba_chunk"):
             _check_positive(f"model.{name}", getattr(self, name))
         if self.architecture == "mamba2":
-            inner = self.mamba_expand * self.d_model
-            if inner % self.mamba_head_dim or (inner // self.mamba_head_dim) % self.mamba_groups:
-                raise ConfigError(f"mamba2: d_inner = mamba_expand·d_model = {inner} must split into heads of "
-                                  f"mamba_head_dim={self.mamba_head_dim}, a multiple of mamba_groups={self.mamba_groups}")
+            self._check_mamba2_heads()
             if self.bidirectional != "none":
                 raise ConfigError("model.bidirectional is not available for mamba2 (Gated SSM, Hawk, Transformer)")
         if self.bidirectional != "none" and self.architecture != "transformer" and self.state_dim % 2:
@@ -146,40 +167,88 @@ class ModelConfig:
             _check_positive("model.vocab_size", self.vocab_size)
         if self.mlp_expansion <= 0:
             raise ConfigError(f"model.mlp_expansion must be > 0, got {self.mlp_expansion}")
+        _check_choice("model.mlp", self.mlp, MLP_KINDS)
+        _check_choice("model.init", self.init, INIT_SCHEMES)
+        _check_positive("model.mlp_multiple", self.mlp_multiple)
+        self._check_layers()
         self._check_conversion_options()
 
+    def _check_mamba2_heads(self) -> None:
+        inner = self.mamba_expand * self.d_model
+        if inner % self.mamba_head_dim or (inner // self.mamba_head_dim) % self.mamba_groups:
+            raise ConfigError(f"mamba2: d_inner = mamba_expand·d_model = {inner} must split into heads of "
+                              f"mamba_head_dim={self.mamba_head_dim}, a multiple of mamba_groups={self.mamba_groups}")
+
+    def _check_layers(self) -> None:
+        if self.architecture != "hybrid":
+            if self.layers is not None:
+                raise ConfigError(f"model.layers is set, so model.architecture must be hybrid "
+                                  f"(got {self.architecture!r})")
+            return
+        if not self.layers:
+            raise ConfigError("model.architecture=hybrid needs model.layers, e.g. [gated_conv+mlp, pla+mlp]")
+        if len(self.layers) > self.n_layers:
+            raise ConfigError(f"model.layers names {len(self.layers)} layers, more than model.n_layers="
+                              f"{self.n_layers}")
+        for i, entry in enumerate(self.layers):
+            mixer, _, suffix = entry.partition("+")
+            if mixer not in LAYER_MIXERS or suffix not in ("", "mlp"):
+                close = difflib.get_close_matches(mixer, LAYER_MIXERS, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ConfigError(f"model.layers[{i}]: unknown mixer {entry!r}{hint}; use a name from "
+                                  f"{', '.join(LAYER_MIXERS)}, optionally followed by +mlp")
+        if "mamba2" in {self.layer_mixer(i) for i in range(self.n_layers)}:
+            self._check_mamba2_heads()
+        for i in range(self.n_layers):
+            mixer = self.layer_mixer(i)
+            if self.layer_is_bidirectional(i) and mixer not in BIDIRECTIONAL_MIXERS:
+                raise ConfigError(f"model.bidirectional={self.bidirectional} makes layer {i} bidirectional, but its "
+                                  f"mixer {mixer} has no bidirectional form ({', '.join(BIDIRECTIONAL_MIXERS)} do)")
+
+    def layer_mixer(self, index: int) -> str:
+        """The mixer of layer ``index`` (the architecture, or its ``layers`` entry)."""
+        if self.layers is None:
+            return self.architecture
+        return self.layers[index % len(self.layers)].partition("+")[0]
+
+    def layer_has_mlp(self, index: int) -> bool:
+        """Whether layer ``index`` has an MLP block after its mixer."""
+        if self.layers is None:
+            return ARCHITECTURE_HAS_MLP[self.architecture]
+        return self.layers[index % len(self.layers)].endswith("+mlp")
+
     def _check_conversion_options(self) -> None:
-        """The options that make a model compute what another framework's model does."""
-        if self.embed_scale is not None:
-            _check_choice("model.embed_scale", self.embed_scale, EMBED_SCALES)
-        for name in ("logit_soft_cap", "norm_eps"):
-            if getattr(self, name) is not None:
-                _check_positive(f"model.{name}", getattr(self, name))
+        """The options that make a model compute what another framework's model does; resolves
+        ``embed_scale`` and ``norm_eps`` left at None to the architecture's defaults."""
+        scale = self.embed_scale
+        if scale is None:
+            scale = "none" if self.architecture == "mamba2" else "sqrt_d"
+        elif isinstance(scale, bool):
+            scale = "sqrt_d" if scale else "none"
+        _check_choice("model.embed_scale", scale, EMBED_SCALES)
+        object.__setattr__(self, "embed_scale", scale)
+        if self.norm_eps is None:
+            object.__setattr__(self, "norm_eps", 1e-5 if self.architecture == "mamba2" else 1e-6)
+        _check_positive("model.norm_eps", self.norm_eps)
+        if self.logit_soft_cap is not None:
+            _check_positive("model.logit_soft_cap", self.logit_soft_cap)
         _check_positive("model.rglru_heads", self.rglru_heads)
         if self.state_dim % self.rglru_heads:
             raise ConfigError(f"model.rglru_heads={self.rglru_heads} must divide model.state_dim={self.state_dim}")
         hawk_only = {"linear_bias": self.linear_bias, "rglru_heads": self.rglru_heads != 1,
                      "rglru_reset_multiplier": self.rglru_reset_multiplier}
         used = [f"model.{k}" for k, v in hawk_only.items() if v]
-        if used and self.architecture != "hawk":
-            raise ConfigError(f"{', '.join(used)} only apply to hawk, not {self.architecture}")
+        if used and "hawk" not in {self.layer_mixer(i) for i in range(self.n_layers)}:
+            raise ConfigError(f"{', '.join(used)} only apply to hawk layers; this {self.architecture} model has none")
 
     @property
     def embedding_scale(self) -> float | None:
         """The factor that multiplies the embeddings (None: no scaling)."""
-        kind = self.embed_scale or ("none" if self.architecture == "mamba2" else "sqrt_d")
-        if kind == "none":
+        if self.embed_scale == "none":
             return None
-        if kind == "sqrt_d_bf16":
+        if self.embed_scale == "sqrt_d_bf16":
             return round_to_bfloat16(self.d_model**0.5)
         return self.d_model**0.5
-
-    @property
-    def norm_epsilon(self) -> float:
-        """Epsilon of the block and final RMSNorms."""
-        if self.norm_eps is not None:
-            return self.norm_eps
-        return 1e-5 if self.architecture == "mamba2" else 1e-6
 
     def layer_is_bidirectional(self, index: int) -> bool:
         """Whether layer ``index`` reads prefixes both ways (Birdie: even-indexed layers)."""
@@ -187,8 +256,8 @@ class ModelConfig:
 
     @property
     def mlp_hidden(self) -> int:
-        """Gated-MLP hidden width, rounded up to a multiple of 8."""
-        return -(-int(round(self.d_model * self.mlp_expansion)) // 8) * 8
+        """MLP hidden width d_model·mlp_expansion, rounded up to a multiple of ``mlp_multiple``."""
+        return -(-int(round(self.d_model * self.mlp_expansion)) // self.mlp_multiple) * self.mlp_multiple
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

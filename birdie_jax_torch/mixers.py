@@ -133,4 +133,3 @@ class Mamba2(nn.Module):
 
 
 MIXERS = {"gated_ssm": GatedSSM, "hawk": Hawk, "transformer": Attention, "mamba2": Mamba2}
-HAS_MLP = {"gated_ssm": False, "hawk": True, "transformer": True, "mamba2": False}

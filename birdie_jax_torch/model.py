@@ -7,12 +7,14 @@ import torch
 from torch import nn
 
 from birdie_jax_torch.layers import Dense, Params, RMSNorm, gelu
-from birdie_jax_torch.mixers import HAS_MLP, MIXERS
+from birdie_jax_torch.mixers import MIXERS
 
 FORMAT = "birdie_jax"
 
 
 class GatedMLP(nn.Module):
+    """W_down(GeLU(W_gate x) ⊙ W_up x)."""
+
     def __init__(self, p: Params):
         super().__init__()
         self.gate, self.up, self.down = Dense(p.sub("gate")), Dense(p.sub("up")), Dense(p.sub("down"))
@@ -21,15 +23,28 @@ class GatedMLP(nn.Module):
         return self.down(gelu(self.gate(x)) * self.up(x))
 
 
-class Block(nn.Module):
-    def __init__(self, p: Params, cfg: dict, bidirectional: bool):
+class SwiGLUMLP(nn.Module):
+    """fc2(SiLU(gate) ⊙ y), (y, gate) the halves of fc1(x)."""
+
+    def __init__(self, p: Params):
         super().__init__()
+        self.fc1, self.fc2 = Dense(p.sub("fc1")), Dense(p.sub("fc2"))
+
+    def forward(self, x):
+        y, gate = self.fc1(x).chunk(2, dim=-1)
+        return self.fc2(nn.functional.silu(gate) * y)
+
+
+class Block(nn.Module):
+    def __init__(self, p: Params, cfg: dict, mixer: str, has_mlp: bool, bidirectional: bool):
+        super().__init__()
+        if mixer not in MIXERS:
+            raise ValueError(f"layer mixer {mixer!r} has no PyTorch module here (available: {', '.join(MIXERS)})")
         eps = cfg["norm_eps"]
         self.mixer_norm = RMSNorm(p.sub("mixer_norm"), eps)
-        self.mixer = MIXERS[cfg["architecture"]](p.sub("mixer"), cfg, bidirectional)
-        has_mlp = HAS_MLP[cfg["architecture"]]
+        self.mixer = MIXERS[mixer](p.sub("mixer"), cfg, bidirectional)
         self.mlp_norm = RMSNorm(p.sub("mlp_norm"), eps) if has_mlp else None
-        self.mlp = GatedMLP(p.sub("mlp")) if has_mlp else None
+        self.mlp = (SwiGLUMLP if cfg.get("mlp") == "swiglu" else GatedMLP)(p.sub("mlp")) if has_mlp else None
 
     def forward(self, x, segment_ids, prefix_mask):
         x = x + self.mixer(self.mixer_norm(x), segment_ids, prefix_mask)
@@ -45,8 +60,8 @@ class LanguageModel(nn.Module):
         self.cfg, self.tokenizer = cfg, config.get("tokenizer", {})
         p = Params(tensors)
         self.embedding = nn.Parameter(p["embed.embedding"].float().clone(), requires_grad=False)
-        self.blocks = nn.ModuleList([Block(p.sub(f"blocks.{i}"), cfg, bidirectional)
-                                     for i, bidirectional in enumerate(cfg["bidirectional_layers"])])
+        self.blocks = nn.ModuleList([Block(p.sub(f"blocks.{i}"), cfg, *layer) for i, layer in enumerate(zip(
+            cfg["layer_mixers"], cfg["layer_mlps"], cfg["bidirectional_layers"]))])
         self.final_norm = RMSNorm(p.sub("final_norm"), cfg["norm_eps"])
         self.head = None if cfg["tie_embeddings"] else Dense(p.sub("head"))
 

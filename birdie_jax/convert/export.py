@@ -39,8 +39,10 @@ def hf_converter(cfg: ModelConfig):
 def derived_shapes(cfg: ModelConfig) -> dict:
     """Values the model computes from its config, written out so that readers (birdie_jax_torch)
     need not re-derive them."""
-    return {"mlp_hidden": cfg.mlp_hidden, "embedding_scale": cfg.embedding_scale, "norm_eps": cfg.norm_epsilon,
-            "bidirectional_layers": [cfg.layer_is_bidirectional(i) for i in range(cfg.n_layers)]}
+    layers = range(cfg.n_layers)
+    return {"mlp_hidden": cfg.mlp_hidden, "embedding_scale": cfg.embedding_scale, "norm_eps": cfg.norm_eps,
+            "layer_mixers": [cfg.layer_mixer(i) for i in layers], "layer_mlps": [cfg.layer_has_mlp(i) for i in layers],
+            "bidirectional_layers": [cfg.layer_is_bidirectional(i) for i in layers]}
 
 
 def export(checkpoint, out: str, format: str = "safetensors", step: int | None = None) -> str:

@@ -49,7 +49,7 @@ def to_hf(cfg: ModelConfig, tensors: dict[str, np.ndarray], special_ids: dict[st
         "hidden_size": cfg.d_model, "num_hidden_layers": cfg.n_layers, "expand": cfg.mamba_expand,
         "head_dim": cfg.mamba_head_dim, "num_heads": d_inner // cfg.mamba_head_dim, "state_size": cfg.mamba_d_state,
         "n_groups": cfg.mamba_groups, "conv_kernel": cfg.conv_width, "chunk_size": cfg.mamba_chunk,
-        "layer_norm_epsilon": cfg.norm_epsilon, "use_bias": False, "use_conv_bias": True, "hidden_act": "silu",
+        "layer_norm_epsilon": cfg.norm_eps, "use_bias": False, "use_conv_bias": True, "hidden_act": "silu",
         "residual_in_fp32": True, "tie_word_embeddings": cfg.tie_embeddings,
         "dtype": "bfloat16" if cfg.param_dtype == "bfloat16" else "float32",
         "pad_token_id": special_ids.get("[PAD]"), "eos_token_id": special_ids.get("[EOS]"),

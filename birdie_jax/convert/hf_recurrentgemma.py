@@ -49,6 +49,8 @@ def export_problems(cfg: ModelConfig) -> list[str]:
         problems.append(f"model.embed_scale={cfg.embed_scale or 'default'} (RecurrentGemma: sqrt_d_bf16)")
     if not cfg.tie_embeddings:
         problems.append("model.tie_embeddings=false (RecurrentGemma ties them)")
+    if cfg.mlp != "gelu":
+        problems.append(f"model.mlp={cfg.mlp} (RecurrentGemma: gelu)")
     return problems
 
 
@@ -59,7 +61,7 @@ def to_hf(cfg: ModelConfig, tensors: dict[str, np.ndarray], special_ids: dict[st
         "architectures": [ARCHITECTURE], "model_type": MODEL_TYPE, "vocab_size": cfg.vocab_size,
         "hidden_size": cfg.d_model, "intermediate_size": 2 * cfg.mlp_hidden, "num_hidden_layers": cfg.n_layers,
         "num_attention_heads": cfg.rglru_heads, "lru_width": cfg.state_dim, "conv1d_width": cfg.conv_width,
-        "logits_soft_cap": cfg.logit_soft_cap, "rms_norm_eps": cfg.norm_epsilon, "hidden_activation": ACTIVATION,
+        "logits_soft_cap": cfg.logit_soft_cap, "rms_norm_eps": cfg.norm_eps, "hidden_activation": ACTIVATION,
         "block_types": ["recurrent"], "tie_word_embeddings": True, "dtype": dtype,
         "pad_token_id": special_ids.get("[PAD]"), "eos_token_id": special_ids.get("[EOS]"),
         "bos_token_id": special_ids.get("[BG]"),
@@ -104,13 +106,10 @@ def config_from_hf(hf: dict, where: str) -> ModelConfig:
         raise CheckpointError(f"{where}: untied embeddings have no equivalent in birdie_jax's Hawk import")
     d = int(hf.get("hidden_size", 2560))
     mlp_hidden = int(hf.get("intermediate_size", 3 * d)) // 2
-    if mlp_hidden % 8:
-        raise CheckpointError(f"{where}: intermediate_size/2 = {mlp_hidden} is not a multiple of 8 (birdie_jax's "
-                              "MLP widths are)")
     width = int(hf.get("lru_width") or d)
     cfg = ModelConfig(
         architecture="hawk", vocab_size=int(hf.get("vocab_size", 256000)), d_model=d, n_layers=n_layers,
-        state_dim=width, mlp_expansion=mlp_hidden / d, conv_width=int(hf.get("conv1d_width", 4)), rglru_c=RGLRU_C,
+        state_dim=width, mlp_expansion=mlp_hidden / d, mlp_multiple=8 if mlp_hidden % 8 == 0 else 1, conv_width=int(hf.get("conv1d_width", 4)), rglru_c=RGLRU_C,
         tie_embeddings=True, param_dtype="float32", embed_scale="sqrt_d_bf16",
         logit_soft_cap=float(hf.get("logits_soft_cap", 30.0)), norm_eps=float(hf.get("rms_norm_eps", 1e-6)),
         linear_bias=True, rglru_heads=int(hf.get("num_attention_heads", 10)), rglru_reset_multiplier=True)
