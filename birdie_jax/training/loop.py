@@ -154,9 +154,14 @@ def train(cfg: Config, *, resume: bool = False, stop_after: int | None = None, q
                            config=cfg.to_dict(), resume_step=start if resume else None, enabled=main)
     validator = Validator(cfg, tokenizer, val_docs, mixture, graphdef, place=lambda b: to_mesh(b, mesh),
                           sample_transform=task.transform if task else None)
+    term_weights = None
+    if cfg.mixture.name == "jrt":
+        from birdie_jax.objectives.jrt import term_weights as jrt_term_weights  # noqa: PLC0415
+
+        term_weights = jrt_term_weights(cfg.mixture.mlm_weight, cfg.mixture.mlm_normalized)
     train_step = shard_train_step(train_step_fn(graphdef, tx, learning_rate_schedule(tcfg),
-                                                None if cfg.mixture.name == "clm" else mixture.class_lookup,
-                                                init_cfg, tcfg.grad_accum), abstract, mesh)
+                                                None if cfg.mixture.name in ("clm", "jrt") else mixture.class_lookup,
+                                                init_cfg, tcfg.grad_accum, term_weights), abstract, mesh)
     progress = Progress(tcfg.steps, start, enabled=tcfg.progress and not quiet and main, log_every=tcfg.log_every)
     if start == 0:
         parameters = sum(x.size for x in jax.tree.leaves(abstract["params"]))
