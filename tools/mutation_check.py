@@ -114,9 +114,9 @@ MUTATIONS = (
              "        a32 = jnp.where(reset[:, :, None], jnp.zeros_like(a32), a32)\n", "        a32 = a32\n",
              (T_SCAN,), "gradients equal the reference's"),
     # ---------------------------------------------------------------- layout and leaks
-    Mutation("layout: first label predicted from the last prefix position", "birdie_jax/data/layout.py",
-             "targets = np.concatenate([np.full(c, IGNORE_ID, np.int32), labels])",
-             "targets = np.concatenate([np.full(max(c - 1, 0), IGNORE_ID, np.int32), labels, [IGNORE_ID] * min(c, 1)])",
+    Mutation("layout: y[0] in BG's slot (no BG)", "birdie_jax/data/layout.py",
+             "inputs = np.concatenate([prefix, np.asarray([bg_id], np.int32), labels[:-1]])",
+             "inputs = np.concatenate([prefix, labels[:1], labels[:-1]])",
              (f"{T_OBJ}::test_layout_regions_positions_and_arm_ids",), "BG predicts y[0]"),
     Mutation("layout: BG in the prefix region", "birdie_jax/data/layout.py",
              "    region[:c] = REGION_PREFIX\n", "    region[:c + 1] = REGION_PREFIX\n",
