@@ -107,6 +107,7 @@ def train(cfg: Config, *, resume: bool = False, stop_after: int | None = None, q
         controller = BirdieController(mixture.arm_classes, tcfg.steps, cfg.controller, seed=cfg.seed,
                                       arm_names=mixture.arm_names)
         mixture.set_probabilities(controller.initial_probabilities())
+        controller.compile_in_background()  # overlaps the update's compile with setup (docs/benchmarks.md)
 
     mesh = make_mesh(cfg.mesh)
     shard, shards = process_data_slice(mesh, cfg.data.batch_size)
@@ -223,7 +224,10 @@ def train(cfg: Config, *, resume: bool = False, stop_after: int | None = None, q
         if end > start:  # where this session's wall time went (controller share: docs/benchmarks.md)
             wall = time.perf_counter() - run_start
             writer.write(end, {"time/wall_s": wall, **{f"time/{k}": v for k, v in timer.items()},
-                               "time/controller_share": timer["controller_s"] / wall})
+                               "time/controller_share": timer["controller_s"] / wall,
+                               **({"time/controller_background_compile_s": controller.background_compile_s,
+                                   "time/controller_compile_wait_s": controller.compile_wait_s}
+                                  if controller else {})})
     finally:
         progress.close()
         checkpointer.close()
