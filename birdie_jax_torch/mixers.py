@@ -63,11 +63,11 @@ class Hawk(nn.Module):
         return self.out_proj(g * h)
 
 
-def rope(x: torch.Tensor, positions: torch.Tensor, base: float) -> torch.Tensor:
-    """Rotary embedding of x [b t h k] (half-split)."""
+def rope(x: torch.Tensor, positions: torch.Tensor, base: float, scaling: float) -> torch.Tensor:
+    """Rotary embedding of x [b t h k] (half-split) at positions / scaling."""
     half = x.shape[-1] // 2
     freq = base ** (-torch.arange(half, dtype=torch.float32) / half)
-    angle = positions.float()[..., None, None] * freq
+    angle = (positions.float() / scaling)[..., None, None] * freq
     x1, x2 = x[..., :half], x[..., half:]
     return torch.cat([x1 * torch.cos(angle) - x2 * torch.sin(angle), x2 * torch.cos(angle) + x1 * torch.sin(angle)], -1)
 
@@ -79,13 +79,14 @@ class Attention(nn.Module):
         super().__init__()
         self.qkv_proj, self.out_proj = Dense(p.sub("qkv_proj")), Dense(p.sub("out_proj"))
         self.heads, self.head_dim, self.base = model["num_heads"], model["head_dim"], model["rope_base"]
+        self.scaling = model.get("rope_scaling", 1.0)
         self.bidirectional = bidirectional
 
     def forward(self, x, segment_ids, prefix_mask):
         b, t, _ = x.shape
         q, k, v = self.qkv_proj(x).reshape(b, t, 3 * self.heads, self.head_dim).chunk(3, dim=2)
         positions = positions_from_segments(segment_ids)
-        q, k = rope(q, positions, self.base), rope(k, positions, self.base)
+        q, k = rope(q, positions, self.base, self.scaling), rope(k, positions, self.base, self.scaling)
         index = torch.arange(t)
         allowed = (index[None, :] <= index[:, None]).expand(b, t, t)
         if self.bidirectional and prefix_mask is not None:

@@ -35,6 +35,9 @@ from birdie_jax.distributed import (batch_sharding, init_sharded, is_main_proces
                                     process_data_slice, shard_train_step, sharded_abstract, to_host)
 from birdie_jax.training.step import class_metrics, init_train_state, train_step_fn
 from birdie_jax.training.validation import Validator
+from birdie_jax.data.sources import task_data
+from birdie_jax.evals.training import RecallEvaluation
+from birdie_jax.prompt_format import training_format
 
 
 @dataclasses.dataclass
@@ -88,17 +91,23 @@ def train(cfg: Config, *, resume: bool = False, stop_after: int | None = None, q
     if cfg.model.vocab_size is not None and cfg.model.vocab_size < tokenizer.vocab_size:
         raise ConfigError(f"model.vocab_size={cfg.model.vocab_size} is smaller than the tokenizer's "
                           f"vocabulary ({tokenizer.vocab_size})")
-    documents = load_documents(cfg.data.corpus, fmt=cfg.data.format, text_field=cfg.data.text_field)
-    train_docs, val_docs = split_documents(documents, cfg.data.validation_fraction, cfg.seed)
+    task = task_data(cfg, tokenizer)  # generated recall tasks / prompt-answer pairs (None: a text corpus)
+    if task is None:
+        documents = load_documents(cfg.data.corpus, fmt=cfg.data.format, text_field=cfg.data.text_field)
+        train_docs, val_docs = split_documents(documents, cfg.data.validation_fraction, cfg.seed)
+    else:
+        train_docs, val_docs = task.train, task.validation
+    recall = RecallEvaluation(cfg, tokenizer, val_docs if task is None else None)
 
     checkpointer = Checkpointer(os.path.join(run_dir, "checkpoints"), keep=tcfg.keep_checkpoints)
     saved_meta = _check_run_dir(checkpointer, cfg, tokenizer, run_dir, resume)
     mixture = build_mixture(cfg.mixture, tokenizer, seq_len=cfg.data.seq_len)
     controller = None
-    if cfg.mixture.name == "birdie":
+    if cfg.mixture.name == "birdie" and task is None:
         controller = BirdieController(mixture.arm_classes, tcfg.steps, cfg.controller, seed=cfg.seed,
                                       arm_names=mixture.arm_names)
         mixture.set_probabilities(controller.initial_probabilities())
+        controller.compile_in_background()  # overlaps the update's compile with setup (docs/benchmarks.md)
 
     mesh = make_mesh(cfg.mesh)
     shard, shards = process_data_slice(mesh, cfg.data.batch_size)
@@ -115,7 +124,7 @@ def train(cfg: Config, *, resume: bool = False, stop_after: int | None = None, q
     abstract = jax.eval_shape(initial_train_state)
     interventions.check_supported(init_cfg.kind, jax.eval_shape(
         lambda: nnx.merge(graphdef, abstract["params"]).init_state(1)), cfg.model.architecture)
-    iterator = _training_iterator(cfg, tokenizer, train_docs, mixture, shard, shards)
+    iterator = _training_iterator(cfg, tokenizer, train_docs, task.transform if task else mixture, shard, shards)
     if resume:
         restored = checkpointer.restore(sharded_abstract(abstract, mesh), iterator, abstract_controller=(
             abstract_like(controller.state_dict()) if controller else None))
@@ -144,17 +153,24 @@ def train(cfg: Config, *, resume: bool = False, stop_after: int | None = None, q
             f.write(config_to_yaml(cfg))
     writer = MetricsWriter(run_dir, tensorboard=tcfg.tensorboard, wandb_project=cfg.name if tcfg.wandb else None,
                            config=cfg.to_dict(), resume_step=start if resume else None, enabled=main)
-    validator = Validator(cfg, tokenizer, val_docs, mixture, graphdef, place=lambda b: to_mesh(b, mesh))
+    validator = Validator(cfg, tokenizer, val_docs, mixture, graphdef, place=lambda b: to_mesh(b, mesh),
+                          sample_transform=task.transform if task else None)
+    term_weights = None
+    if cfg.mixture.name == "jrt":
+        from birdie_jax.objectives.jrt import term_weights as jrt_term_weights  # noqa: PLC0415
+
+        term_weights = jrt_term_weights(cfg.mixture.mlm_weight, cfg.mixture.mlm_normalized)
     train_step = shard_train_step(train_step_fn(graphdef, tx, learning_rate_schedule(tcfg),
-                                                None if cfg.mixture.name == "clm" else mixture.class_lookup,
-                                                init_cfg, tcfg.grad_accum), abstract, mesh)
+                                                None if cfg.mixture.name in ("clm", "jrt") else mixture.class_lookup,
+                                                init_cfg, tcfg.grad_accum, term_weights), abstract, mesh)
     progress = Progress(tcfg.steps, start, enabled=tcfg.progress and not quiet and main, log_every=tcfg.log_every)
     if start == 0:
         parameters = sum(x.size for x in jax.tree.leaves(abstract["params"]))
         state_floats = sum(x.size for x in jax.tree.leaves(jax.eval_shape(
             lambda: nnx.merge(graphdef, abstract["params"]).init_state(1))) if jnp.issubdtype(x.dtype, jnp.floating))
         progress.note(f"{cfg.model.architecture}: {parameters:,} parameters, state {state_floats:,} floats/sequence;"
-                      f" mixture {cfg.mixture.name} ({len(mixture.arms)} distinct arms of {mixture.merged_count}); mesh {dict(mesh.shape)}; run folder {run_dir}")
+                      f" mixture {cfg.mixture.name} ({len(mixture.arms)} distinct arms of {mixture.merged_count});"
+                      f" mesh {dict(mesh.shape)}; run folder {run_dir}")
 
     last_loss, val_loss, pending = math.nan, None, None
     tokens_per_step = cfg.data.batch_size * cfg.data.seq_len
@@ -192,6 +208,8 @@ def train(cfg: Config, *, resume: bool = False, stop_after: int | None = None, q
                         tick = time.perf_counter()
                         val.update(controller.metrics())
                 timer["validation_s"] += time.perf_counter() - tick
+                if general and recall.tasks:
+                    val.update(recall(graphdef, state["params"]))
                 val_loss = val.get("val_loss", val_loss)
                 writer.write(done, val)
                 if "val_loss" in val:
@@ -206,7 +224,10 @@ def train(cfg: Config, *, resume: bool = False, stop_after: int | None = None, q
         if end > start:  # where this session's wall time went (controller share: docs/benchmarks.md)
             wall = time.perf_counter() - run_start
             writer.write(end, {"time/wall_s": wall, **{f"time/{k}": v for k, v in timer.items()},
-                               "time/controller_share": timer["controller_s"] / wall})
+                               "time/controller_share": timer["controller_s"] / wall,
+                               **({"time/controller_background_compile_s": controller.background_compile_s,
+                                   "time/controller_compile_wait_s": controller.compile_wait_s}
+                                  if controller else {})})
     finally:
         progress.close()
         checkpointer.close()
@@ -217,6 +238,7 @@ def train(cfg: Config, *, resume: bool = False, stop_after: int | None = None, q
         if controller:
             plot_mixture(run_dir)
     final = nnx.merge(graphdef, state["params"])
+    final.prompt_format = training_format(cfg)
     return TrainResult(run_dir, int(state["step"]), last_loss, val_loss, state["params"], final)
 
 
