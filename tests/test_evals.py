@@ -266,3 +266,13 @@ def test_rope_scaling_interpolates_positions():
     x1, x2 = x[..., :half], x[..., half:]
     expected = np.concatenate([x1 * np.cos(angle) - x2 * np.sin(angle), x2 * np.cos(angle) + x1 * np.sin(angle)], -1)
     np.testing.assert_allclose(scaled, expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("arch, bidirectional", [("hawk", "alternate"), ("transformer", "none"), ("mamba2", "none")])
+def test_tasks_run_on_every_architecture(arch, bidirectional, tmp_path):
+    from birdie_jax.evals import run_task
+
+    ev = Evaluator(tiny_lm(arch, bidirectional), TOK, progress=False)
+    result = run_task("set_disjointness", ev, out_dir=str(tmp_path), num_examples=2, sizes=((2, 4),))
+    assert 0.0 <= result["accuracy"] <= 1.0 and result["prompt_as_prefix"] == (bidirectional != "none")
+    assert (tmp_path / "set_disjointness.png").exists()
