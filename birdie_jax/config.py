@@ -21,7 +21,9 @@ import yaml
 from birdie_jax.controller.config import ControllerConfig
 from birdie_jax.distributed.mesh import MeshConfig
 from birdie_jax.errors import ConfigError
+from birdie_jax.kernels.linear_attention.api import IMPLEMENTATION_NAMES as LA_IMPLEMENTATIONS
 from birdie_jax.kernels.linear_scan.api import IMPLEMENTATION_NAMES as SCAN_IMPLEMENTATIONS
+from birdie_jax.kernels.ssd.api import IMPLEMENTATION_NAMES as SSD_IMPLEMENTATIONS
 
 ARCHITECTURES = ("gated_ssm", "hawk", "transformer", "mamba2", "hybrid")
 # Whether a single-architecture model puts an MLP after each mixer.
@@ -91,13 +93,16 @@ class ModelConfig:
       la_feature_dim: f of the ``based``/``pla`` layers (Taylor features 1 + f + f²; heads
         ``num_heads``, value width ``head_dim``).
       la_chunk: chunk length of the chunked linear-attention form.
-      la_implementation: force a ``linear_attention`` implementation (None: chunked).
+      la_implementation: force a ``linear_attention`` implementation (None: the backend's
+        default from its ``DEFAULT_IMPLEMENTATIONS``; ``pallas``: the opt-in Pallas kernel).
       swa_window: tokens before the current one that ``swa`` attends to (heads ``num_heads``
         × ``head_dim``, RoPE base ``rope_base``).
       gated_conv_width: kernel width of the ``gated_conv`` short convolution.
       max_prefix_len: the longest prompt prefix PLA models read at inference (M = min(L, this)).
       rope_scaling: RoPE position interpolation factor s (positions divided by s): a Transformer
         trained at length L reads s·L tokens (set max_len to match), as Birdie extends 2k → 16k.
+      ssd_implementation: force an ``ssd`` implementation for ``mamba2`` layers (None: the
+        backend's default from its ``DEFAULT_IMPLEMENTATIONS``; ``pallas``: the opt-in kernel).
     """
 
     architecture: str = "hawk"
@@ -136,6 +141,7 @@ class ModelConfig:
     gated_conv_width: int = 3
     max_prefix_len: int = 1024
     rope_scaling: float = 1.0
+    ssd_implementation: str | None = None
 
     def __post_init__(self):
         _check_choice("model.architecture", self.architecture, ARCHITECTURES)
@@ -167,8 +173,9 @@ class ModelConfig:
         for name in ("la_feature_dim", "la_chunk", "swa_window", "gated_conv_width", "max_prefix_len"):
             _check_positive(f"model.{name}", getattr(self, name))
         if self.la_implementation is not None:
-            _check_choice("model.la_implementation", self.la_implementation,
-                          ("reference", "quadratic", "chunked", "recurrent"))
+            _check_choice("model.la_implementation", self.la_implementation, LA_IMPLEMENTATIONS)
+        if self.ssd_implementation is not None:
+            _check_choice("model.ssd_implementation", self.ssd_implementation, SSD_IMPLEMENTATIONS)
         self._check_layers()
 
     def _check_mamba2_heads(self) -> None:
@@ -214,6 +221,10 @@ class ModelConfig:
         if self.layers is None:
             return ARCHITECTURE_HAS_MLP[self.architecture]
         return self.layers[index % len(self.layers)].endswith("+mlp")
+
+    def uses_mixer(self, name: str) -> bool:
+        """Whether any layer's mixer is ``name`` (e.g. ``pla``: the model reads prompts as prefixes)."""
+        return any(self.layer_mixer(i) == name for i in range(self.n_layers))
 
     def layer_is_bidirectional(self, index: int) -> bool:
         """Whether layer ``index`` reads prefixes both ways (Birdie: even-indexed layers)."""

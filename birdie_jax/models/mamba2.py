@@ -97,7 +97,8 @@ class Mamba2Mixer(nnx.Module):
         xbc, conv_state = self.conv(xbc, segment_ids, None if state is None else state["conv"])
         xh, dt, a, b, c = self._ssm_inputs(xbc, dt_raw)
         y, ssm_state = ssd_sharded(xh, dt, a, b, c, D=self.D[...], initial_state=None if state is None else state["ssm"],
-                           reset=segment_starts(segment_ids), chunk_size=self.cfg.mamba_chunk)
+                           reset=segment_starts(segment_ids), chunk_size=self.cfg.mamba_chunk,
+                           implementation=self.cfg.ssd_implementation)
         y = self.norm(y.reshape(*y.shape[:2], self.d_inner), z)
         return self.out_proj(y), {"ssm": ssm_state, "conv": conv_state}
 
