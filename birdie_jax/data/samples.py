@@ -54,7 +54,8 @@ def document_samples(
     for piece in pieces:
         prefix, labels = piece[0], piece[1]
         arm_id = int(piece[2]) if len(piece) > 2 else -1
-        sample = layout_sample(prefix, labels, bg_id=bg_id, arm_id=arm_id)
+        sample = layout_sample(prefix, labels, bg_id=bg_id, arm_id=arm_id,
+                               label_mask=piece[3] if len(piece) > 3 else None)
         n = sample["inputs"].shape[0]
         if n > seq_len:
             raise ValueError(

@@ -36,6 +36,9 @@ from birdie_jax.distributed import (batch_sharding, init_sharded, is_main_proces
                                     process_data_slice, shard_train_step, sharded_abstract, to_host)
 from birdie_jax.training.step import class_metrics, init_train_state, train_step_fn
 from birdie_jax.training.validation import Validator
+from birdie_jax.data.sources import task_data
+from birdie_jax.evals.training import RecallEvaluation
+from birdie_jax.prompt_format import training_format
 
 
 @dataclasses.dataclass
@@ -89,14 +92,23 @@ def train(cfg: Config, *, resume: bool = False, stop_after: int | None = None, q
     if cfg.model.vocab_size is not None and cfg.model.vocab_size < tokenizer.vocab_size:
         raise ConfigError(f"model.vocab_size={cfg.model.vocab_size} is smaller than the tokenizer's "
                           f"vocabulary ({tokenizer.vocab_size})")
-    documents = corpus_documents(cfg.data)
-    train_docs, val_docs = split_documents(documents, cfg.data.validation_fraction, cfg.seed)
+    task = task_data(cfg, tokenizer)  # generated recall tasks / prompt-answer pairs (None: a text corpus)
+    if task is None:
+        documents = corpus_documents(cfg.data)
+        train_docs, val_docs = split_documents(documents, cfg.data.validation_fraction, cfg.seed)
+    else:
+        if cfg.data.packing == "stream":
+            raise ConfigError(f"data.packing=stream joins text documents into one stream; data.corpus="
+                              f"{cfg.data.corpus} (format {cfg.data.format}) is laid out per example "
+                              "(use data.packing=document)")
+        train_docs, val_docs = task.train, task.validation
+    recall = RecallEvaluation(cfg, tokenizer, val_docs if task is None else None)
 
     checkpointer = Checkpointer(os.path.join(run_dir, "checkpoints"), keep=tcfg.keep_checkpoints)
     saved_meta = _check_run_dir(checkpointer, cfg, tokenizer, run_dir, resume)
     mixture = build_mixture(cfg.mixture, tokenizer, seq_len=cfg.data.seq_len)
     controller = None
-    if cfg.mixture.name == "birdie":
+    if cfg.mixture.name == "birdie" and task is None:
         controller = BirdieController(mixture.arm_classes, tcfg.steps, cfg.controller, seed=cfg.seed,
                                       arm_names=mixture.arm_names)
         mixture.set_probabilities(controller.initial_probabilities())
@@ -116,7 +128,7 @@ def train(cfg: Config, *, resume: bool = False, stop_after: int | None = None, q
     abstract = jax.eval_shape(initial_train_state)
     interventions.check_supported(init_cfg.kind, jax.eval_shape(
         lambda: nnx.merge(graphdef, abstract["params"]).init_state(1)), cfg.model.architecture)
-    iterator = _training_iterator(cfg, tokenizer, train_docs, mixture, shard, shards)
+    iterator = _training_iterator(cfg, tokenizer, train_docs, task.transform if task else mixture, shard, shards)
     if resume:
         restored = checkpointer.restore(sharded_abstract(abstract, mesh), iterator, abstract_controller=(
             abstract_like(controller.state_dict()) if controller else None))
@@ -145,7 +157,8 @@ def train(cfg: Config, *, resume: bool = False, stop_after: int | None = None, q
             f.write(config_to_yaml(cfg))
     writer = MetricsWriter(run_dir, tensorboard=tcfg.tensorboard, wandb_project=cfg.name if tcfg.wandb else None,
                            config=cfg.to_dict(), resume_step=start if resume else None, enabled=main)
-    validator = Validator(cfg, tokenizer, val_docs, mixture, graphdef, place=lambda b: to_mesh(b, mesh))
+    validator = Validator(cfg, tokenizer, val_docs, mixture, graphdef, place=lambda b: to_mesh(b, mesh),
+                          sample_transform=task.transform if task else None)
     train_step = shard_train_step(train_step_fn(graphdef, tx, learning_rate_schedule(tcfg),
                                                 None if cfg.mixture.name == "clm" else mixture.class_lookup,
                                                 init_cfg, tcfg.grad_accum), abstract, mesh)
@@ -155,7 +168,7 @@ def train(cfg: Config, *, resume: bool = False, stop_after: int | None = None, q
         state_floats = sum(x.size for x in jax.tree.leaves(jax.eval_shape(
             lambda: nnx.merge(graphdef, abstract["params"]).init_state(1))) if jnp.issubdtype(x.dtype, jnp.floating))
         progress.note(f"{cfg.model.architecture}: {parameters:,} parameters, state {state_floats:,} floats/sequence;"
-                      f" mixture {cfg.mixture.name}; mesh {dict(mesh.shape)}; run folder {run_dir}")
+                      f" mixture {cfg.mixture.name} ({len(mixture.arms)} distinct arms of {mixture.merged_count}); mesh {dict(mesh.shape)}; run folder {run_dir}")
 
     last_loss, val_loss, pending = math.nan, None, None
     tokens_per_step = cfg.data.batch_size * cfg.data.seq_len
@@ -193,6 +206,8 @@ def train(cfg: Config, *, resume: bool = False, stop_after: int | None = None, q
                         tick = time.perf_counter()
                         val.update(controller.metrics())
                 timer["validation_s"] += time.perf_counter() - tick
+                if general and recall.tasks:
+                    val.update(recall(graphdef, state["params"]))
                 val_loss = val.get("val_loss", val_loss)
                 writer.write(done, val)
                 if "val_loss" in val:
@@ -218,6 +233,7 @@ def train(cfg: Config, *, resume: bool = False, stop_after: int | None = None, q
         if controller:
             plot_mixture(run_dir)
     final = nnx.merge(graphdef, state["params"])
+    final.prompt_format = training_format(cfg)
     return TrainResult(run_dir, int(state["step"]), last_loss, val_loss, state["params"], final)
 
 
