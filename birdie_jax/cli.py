@@ -121,8 +121,10 @@ def _info(args) -> int:
     from birdie_jax.config import config_to_yaml, load_config
     from birdie_jax.models import build_model, count_parameters, state_size
 
+    from flax import nnx
+
     cfg = load_config(args.config, *args.overrides)
-    model = build_model(cfg, seed=cfg.seed)
+    model = nnx.eval_shape(lambda: build_model(cfg, seed=cfg.seed))  # shapes only: paper sizes need no memory
     info = {"name": cfg.name, "architecture": cfg.model.architecture, "parameters": count_parameters(model),
             "state_floats_per_sequence": state_size(model, cache_len=cfg.data.seq_len),
             "vocab_size": model.cfg.vocab_size}

@@ -342,7 +342,7 @@ class TrainConfig:
             raise ConfigError(f"train.min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
 
 
-MIXTURES = ("clm", "ul2", "ul2_decoder", "fixed", "birdie")
+MIXTURES = ("clm", "ul2", "ul2_decoder", "fixed", "birdie", "jrt")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -363,6 +363,15 @@ class MixtureConfig:
         ``fixed``/``birdie``, UL2's R/X/S for ``ul2``/``ul2_decoder``, off for ``clm``).
       paradigm_append_prob: probability the paradigm token goes at the end of the prefix.
       val_rows_per_config: held-out rows per configuration for per-configuration validation.
+      mask_token_id: ``jrt``: the [MASK] id of MLM (None: the tokenizer's reserved [MASK]; an
+        id the tokenizer emits is an error).
+      mlm_prob: ``jrt``: probability that a prefix token is masked (and predicted).
+      mlm_weight: ``jrt``: weight of the MLM term, L = L_NTP + mlm_weight·L_MLM.
+      mlm_normalized: ``jrt``: divide that sum by 1 + mlm_weight (the paper's Eq. 5).
+      prefix_len: ``jrt`` with ``prefix_split: range``: prefix length M ~ U{lo..hi} tokens
+        (capped at the piece length − 1); hi must be shorter than ``data.seq_len``.
+      prefix_split: ``jrt``: ``range`` (``prefix_len``) or ``half`` (M = L/2, the reference's
+        fixed split: each row-long piece of a document is one sample with its first half as prefix).
     """
 
     name: str = "clm"
@@ -371,6 +380,12 @@ class MixtureConfig:
     paradigm_tokens: bool | None = None
     paradigm_append_prob: float = 0.5
     val_rows_per_config: int = 2
+    mask_token_id: int | None = None
+    mlm_prob: float = 0.15
+    mlm_weight: float = 0.25
+    mlm_normalized: bool = False
+    prefix_len: tuple[int, int] = (16, 1024)
+    prefix_split: str = "range"
 
     def __post_init__(self):
         _check_choice("mixture.name", self.name, MIXTURES)
@@ -379,6 +394,13 @@ class MixtureConfig:
         _check_positive("mixture.val_rows_per_config", self.val_rows_per_config)
         if self.weights is not None and any(w < 0 for w in self.weights.values()):
             raise ConfigError(f"mixture.weights must be >= 0, got {self.weights}")
+        if not 0.0 <= self.mlm_prob < 1.0:
+            raise ConfigError(f"mixture.mlm_prob must be in [0, 1), got {self.mlm_prob}")
+        if self.mlm_weight < 0:
+            raise ConfigError(f"mixture.mlm_weight must be >= 0, got {self.mlm_weight}")
+        if not 1 <= self.prefix_len[0] <= self.prefix_len[1]:
+            raise ConfigError(f"mixture.prefix_len must be [lo, hi] with 1 <= lo <= hi, got {list(self.prefix_len)}")
+        _check_choice("mixture.prefix_split", self.prefix_split, ("range", "half"))
 
 
 INITIAL_STATES = ("zero", "random_noise", "fitted_noise", "state_passing", "tbtt")
@@ -495,6 +517,22 @@ class Config:
     mesh: MeshConfig = MeshConfig()
     generated: GeneratedDataConfig = GeneratedDataConfig()
     eval: EvalConfig = EvalConfig()
+
+    def __post_init__(self):
+        """Checks that span sections (JRT-RNN: prefix layers, the jrt mixture, the row length)."""
+        pla = [i for i in range(self.model.n_layers) if self.model.layer_mixer(i) == "pla"]
+        if pla and self.mixture.name == "clm":
+            raise ConfigError(f"model.layers puts prefix linear attention (pla) at layers {pla}, but mixture=clm "
+                              "gives no prefixes: PLA would be plain Based and its encoder projections never "
+                              "train; use mixture=jrt (or another prefix mixture), or based layers")
+        if self.mixture.name == "jrt":
+            if self.mixture.prefix_split == "range" and self.mixture.prefix_len[1] >= self.data.seq_len:
+                raise ConfigError(f"mixture.prefix_len upper bound {self.mixture.prefix_len[1]} is not shorter than "
+                                  f"data.seq_len={self.data.seq_len}: a prefix longer than the sequence leaves no "
+                                  "token to predict")
+            if self.train.grad_accum > 1:
+                raise ConfigError("mixture=jrt averages its NTP and MLM terms over the whole batch; train.grad_accum "
+                                  f"must be 1 with it (got {self.train.grad_accum})")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

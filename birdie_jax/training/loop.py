@@ -112,6 +112,7 @@ def train(cfg: Config, *, resume: bool = False, stop_after: int | None = None, q
         controller = BirdieController(mixture.arm_classes, tcfg.steps, cfg.controller, seed=cfg.seed,
                                       arm_names=mixture.arm_names)
         mixture.set_probabilities(controller.initial_probabilities())
+        controller.compile_in_background()  # overlaps the update's compile with setup (docs/benchmarks.md)
 
     mesh = make_mesh(cfg.mesh)
     shard, shards = process_data_slice(mesh, cfg.data.batch_size)
@@ -159,16 +160,22 @@ def train(cfg: Config, *, resume: bool = False, stop_after: int | None = None, q
                            config=cfg.to_dict(), resume_step=start if resume else None, enabled=main)
     validator = Validator(cfg, tokenizer, val_docs, mixture, graphdef, place=lambda b: to_mesh(b, mesh),
                           sample_transform=task.transform if task else None)
+    term_weights = None
+    if cfg.mixture.name == "jrt":
+        from birdie_jax.objectives.jrt import term_weights as jrt_term_weights  # noqa: PLC0415
+
+        term_weights = jrt_term_weights(cfg.mixture.mlm_weight, cfg.mixture.mlm_normalized)
     train_step = shard_train_step(train_step_fn(graphdef, tx, learning_rate_schedule(tcfg),
-                                                None if cfg.mixture.name == "clm" else mixture.class_lookup,
-                                                init_cfg, tcfg.grad_accum), abstract, mesh)
+                                                None if cfg.mixture.name in ("clm", "jrt") else mixture.class_lookup,
+                                                init_cfg, tcfg.grad_accum, term_weights), abstract, mesh)
     progress = Progress(tcfg.steps, start, enabled=tcfg.progress and not quiet and main, log_every=tcfg.log_every)
     if start == 0:
         parameters = sum(x.size for x in jax.tree.leaves(abstract["params"]))
         state_floats = sum(x.size for x in jax.tree.leaves(jax.eval_shape(
             lambda: nnx.merge(graphdef, abstract["params"]).init_state(1))) if jnp.issubdtype(x.dtype, jnp.floating))
         progress.note(f"{cfg.model.architecture}: {parameters:,} parameters, state {state_floats:,} floats/sequence;"
-                      f" mixture {cfg.mixture.name} ({len(mixture.arms)} distinct arms of {mixture.merged_count}); mesh {dict(mesh.shape)}; run folder {run_dir}")
+                      f" mixture {cfg.mixture.name} ({len(mixture.arms)} distinct arms of {mixture.merged_count});"
+                      f" mesh {dict(mesh.shape)}; run folder {run_dir}")
 
     last_loss, val_loss, pending = math.nan, None, None
     tokens_per_step = cfg.data.batch_size * cfg.data.seq_len
@@ -222,7 +229,10 @@ def train(cfg: Config, *, resume: bool = False, stop_after: int | None = None, q
         if end > start:  # where this session's wall time went (controller share: docs/benchmarks.md)
             wall = time.perf_counter() - run_start
             writer.write(end, {"time/wall_s": wall, **{f"time/{k}": v for k, v in timer.items()},
-                               "time/controller_share": timer["controller_s"] / wall})
+                               "time/controller_share": timer["controller_s"] / wall,
+                               **({"time/controller_background_compile_s": controller.background_compile_s,
+                                   "time/controller_compile_wait_s": controller.compile_wait_s}
+                                  if controller else {})})
     finally:
         progress.close()
         checkpointer.close()

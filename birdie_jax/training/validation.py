@@ -52,7 +52,8 @@ class Validator:
                 documents, tokenizer, seq_len=dcfg.seq_len, batch_size=dcfg.batch_size,
                 num_batches=tcfg.eval_batches, seed=cfg.seed, sample_transform=sample_transform)]
         self.arm_batches = []
-        if documents and sample_transform is None and cfg.mixture.name != "clm" and (tcfg.eval_every or cfg.mixture.name == "birdie"):
+        if (documents and sample_transform is None and cfg.mixture.name not in ("clm", "jrt")
+                and (tcfg.eval_every or cfg.mixture.name == "birdie")):
             sets = make_validation_sets(documents, tokenizer, mixture, seq_len=dcfg.seq_len,
                                         rows_per_arm=cfg.mixture.val_rows_per_config, seed=cfg.seed)
             self.arm_batches = [_place(b) for b in stack_arm_rows(sets, dcfg.batch_size, dcfg.seq_len,
