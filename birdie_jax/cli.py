@@ -40,6 +40,8 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--layout", choices=["trained", "prefix", "causal"], default="trained",
                    help="prompt layout: as trained (default), prompt + [BG], or [BG] + prompt")
     g.add_argument("--paradigm", default="auto", help="paradigm token: auto (as trained), none, or a name")
+    g.add_argument("--read-twice", action="store_true",
+                   help="PLA (JRT-RNN) models: fill a prompt shorter than model.max_prefix_len by repeating it")
 
     from birdie_jax.analysis.cli import add_analyze_parser
     from birdie_jax.evals.cli import add_eval_parser
@@ -102,7 +104,7 @@ def _generate(args) -> int:
         sampling = dataclasses.replace(sampling, stop_ids=newline_ids(run.tokenizer))
     layout = {"trained": None, "prefix": True, "causal": False}[args.layout]
     continuation = generate_text(run, prompt, args.max_new_tokens, sampling, prompt_as_prefix=layout,
-                                 paradigm=args.paradigm)
+                                 paradigm=args.paradigm, read_twice=args.read_twice)
     if args.stop_at_newline:
         continuation = continuation.split("\n")[0]
     print(prompt)

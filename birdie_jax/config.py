@@ -222,6 +222,10 @@ class ModelConfig:
             return ARCHITECTURE_HAS_MLP[self.architecture]
         return self.layers[index % len(self.layers)].endswith("+mlp")
 
+    def uses_mixer(self, name: str) -> bool:
+        """Whether any layer's mixer is ``name`` (e.g. ``pla``: the model reads prompts as prefixes)."""
+        return any(self.layer_mixer(i) == name for i in range(self.n_layers))
+
     def layer_is_bidirectional(self, index: int) -> bool:
         """Whether layer ``index`` reads prefixes both ways (Birdie: even-indexed layers)."""
         return self.bidirectional == "all" or (self.bidirectional == "alternate" and index % 2 == 0)
