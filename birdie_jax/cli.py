@@ -1,4 +1,5 @@
-"""Command line: ``birdie-jax train | generate | info | objectives | plot-mixture | analyze | eval``.
+"""Command line: ``birdie-jax train | generate | info | objectives | plot-mixture | analyze | eval | export |
+import``.
 
 Every problem with user input ends with one line ``error: ...`` and exit status 2.
 """
@@ -52,6 +53,10 @@ def _parser() -> argparse.ArgumentParser:
     add_plot_mixture_parser(sub)
     add_analyze_parser(sub)
     add_eval_parser(sub)
+
+    from birdie_jax.convert.cli import add_convert_parsers
+
+    add_convert_parsers(sub)
 
     i = sub.add_parser("info", help="show a config, its parameter count and state size")
     i.add_argument("--config", required=True)
@@ -162,6 +167,9 @@ def main(argv: list[str] | None = None) -> int:
 
     handlers = {"train": _train, "generate": _generate, "info": _info, "objectives": run_objectives,
                 "plot-mixture": run_plot_mixture, "analyze": run_analyze, "eval": run_eval}
+    from birdie_jax.convert.cli import run_export, run_import
+
+    handlers.update({"export": run_export, "import": run_import})
     try:
         return handlers[args.command](args)
     except (BirdieError, _UsageError) as e:

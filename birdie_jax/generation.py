@@ -189,8 +189,10 @@ def generate(model: LanguageModel, prompts: Sequence, max_new_tokens: int, sampl
                               read_twice=read_twice) for p in prompts]
     for i, (row, _) in enumerate(laid_out):
         check_token_ids(row, model.cfg.vocab_size, f"prompt {i}")
+    # At least one pad before every prompt, so each starts a segment: prefill continues a zero
+    # state, and a layer that treats a document's first token specially must see it as one.
     tokens, segments, prefix = left_pad([r for r, _ in laid_out], [m for _, m in laid_out], special.pad,
-                                        _bucket(max(len(r) for r, _ in laid_out)))
+                                        _bucket(max(len(r) for r, _ in laid_out) + 1))
     graphdef, params = nnx.split(model)
     logits, state = prefill(graphdef, params, jnp.asarray(tokens), jnp.asarray(segments), jnp.asarray(prefix),
                             cache_len=tokens.shape[1] + max_new_tokens)

@@ -65,7 +65,7 @@ class Mamba2Mixer(nnx.Module):
         dt = jnp.maximum(jnp.exp(jax.random.uniform(rngs.params(), (h,), jnp.float32, lo, hi)), DT_INIT_FLOOR)
         self.dt_bias = nnx.Param(dt + jnp.log(-jnp.expm1(-dt)))  # softplus⁻¹(dt)
         self.D = nnx.Param(jnp.ones((h,), jnp.float32))
-        self.norm = GatedRMSNorm(self.d_inner, self.groups, param_dtype=dtype_of(cfg.param_dtype))
+        self.norm = GatedRMSNorm(self.d_inner, self.groups, eps=cfg.norm_eps, param_dtype=dtype_of(cfg.param_dtype))
         self.out_proj = dense(cfg, self.d_inner, cfg.d_model, rngs, scale=1.0 / cfg.n_layers)
 
     def init_state(self, batch: int, cache_len: int | None = None) -> dict:
