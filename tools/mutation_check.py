@@ -129,6 +129,13 @@ MUTATIONS = (
              "    return causal | segment_end\n", "    return segment_end\n",
              ("tests/test_leaks.py::test_changing_a_label_slot_changes_no_earlier_logit[gated_ssm-all]",),
              "no future label leaks"),
+    # ---------------------------------------------------------------- dependencies
+    Mutation("dependencies: an imported package left undeclared", "pyproject.toml",
+             '    "absl-py>=1.0,<3",', "",
+             ("tests/test_dependencies.py::test_every_import_is_declared",), "declare what the code imports"),
+    Mutation("dependencies: a declared package nothing imports", "pyproject.toml",
+             '    "absl-py>=1.0,<3",', '    "absl-py>=1.0,<3",\n    "requests>=2,<3",',
+             ("tests/test_dependencies.py::test_every_declared_requirement_is_imported",), "no dead dependency"),
     # ---------------------------------------------------------------- analyses
     Mutation("passkey: every cell scored as depth 0", "birdie_jax/evals/passkey.py",
              "accuracy[i, j] = np.mean(", "accuracy[i, 0] = np.mean(",
