@@ -295,6 +295,10 @@ class ModelConfig:
         return -(-int(round(self.d_model * self.mlp_expansion)) // self.mlp_multiple) * self.mlp_multiple
 
 
+PACKINGS = ("document", "stream")
+CARRY_FALLBACKS = ("previous", "zero")
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class DataConfig:
     """Where text comes from and how it becomes batches.
@@ -314,6 +318,12 @@ class DataConfig:
       validation_fraction: share of documents held out for evaluation.
       num_workers: Grain prefetch processes (0: in-process).
       shuffle: shuffle documents every epoch.
+      packing: ``document`` (samples packed per document, reset at each document start: the
+        default, needed by prefix objectives) or ``stream`` (rows are contiguous seq_len-token
+        chunks of one EOS-joined document stream, no reset inside a row: the setting of
+        arXiv 2507.02782, next-token prediction only; see :mod:`birdie_jax.data.stream_rows`).
+      markov_order, markov_symbols, markov_topics, markov_concentration, markov_documents,
+        markov_doc_len, markov_seed: the ``corpus: markov`` source (see :mod:`birdie_jax.data.markov`).
     """
 
     corpus: str = "builtin"
@@ -326,9 +336,18 @@ class DataConfig:
     validation_fraction: float = 0.05
     num_workers: int = 0
     shuffle: bool = True
+    packing: str = "document"
+    markov_order: int = 2
+    markov_symbols: int = 8
+    markov_topics: int = 1
+    markov_concentration: float = 0.3
+    markov_documents: int = 200
+    markov_doc_len: int = 4096
+    markov_seed: int = 0
 
     def __post_init__(self):
         _check_choice("data.format", self.format, ("auto", "text", "jsonl", "dir", "pairs"))
+        _check_choice("data.packing", self.packing, PACKINGS)
         for name in ("seq_len", "batch_size", "num_sentinels"):
             _check_positive(f"data.{name}", getattr(self, name))
         if not 0.0 <= self.validation_fraction < 1.0:
@@ -475,6 +494,12 @@ class InitialStateConfig:
       freeze_stats: ``fitted_noise``: stop updating the fitted statistics.
       calibration_batches: ``fitted_noise``: zero-state forward batches used to fit the
         statistics when training starts without any (e.g. from ``init_from``).
+      min_carry_fraction: ``state_passing`` / ``fitted_noise`` under per-document packing: a
+        row's state is carried (or fitted) only if its last document filled at least this
+        fraction of the row; a row ending in padding carries the state after its last real
+        token, never a padding state (see :mod:`birdie_jax.training.carry`).
+      carry_fallback: what a row carries when its state does not qualify: ``previous`` (the
+        carry it started from) or ``zero``.
     """
 
     kind: str = "zero"
@@ -483,9 +508,14 @@ class InitialStateConfig:
     carry_conv_state: bool = True
     freeze_stats: bool = False
     calibration_batches: int = 50
+    min_carry_fraction: float = 0.5
+    carry_fallback: str = "previous"
 
     def __post_init__(self):
         _check_choice("initial_state.kind", self.kind, INITIAL_STATES)
+        _check_choice("initial_state.carry_fallback", self.carry_fallback, CARRY_FALLBACKS)
+        if not 0.0 <= self.min_carry_fraction <= 1.0:
+            raise ConfigError(f"initial_state.min_carry_fraction must be in [0, 1], got {self.min_carry_fraction}")
         if self.noise_std < 0:
             raise ConfigError(f"initial_state.noise_std must be >= 0, got {self.noise_std}")
         if not 0.0 <= self.reset_prob <= 1.0:

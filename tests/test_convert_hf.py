@@ -125,13 +125,22 @@ def _hf_models():
     return {"recurrent_gemma": transformers.RecurrentGemmaForCausalLM(rg), "mamba2": transformers.Mamba2ForCausalLM(mamba)}
 
 
-@pytest.mark.parametrize("kind", ["recurrent_gemma", "mamba2"])
-def test_models_built_by_transformers_import_with_the_same_logits(tmp_path, kind):
+@pytest.fixture(scope="module")
+def imported(tmp_path_factory):
+    """kind → (HF model built and saved here with random weights, the run folder imported from it)."""
+    root = tmp_path_factory.mktemp("imported")
     torch.manual_seed(0)
-    hf = _hf_models()[kind].eval()
-    _randomise_hf(hf, 1)
-    hf.save_pretrained(tmp_path / "hf")
-    run_dir = import_checkpoint(str(tmp_path / "hf"), str(tmp_path / "run"))
+    out = {}
+    for i, (kind, hf) in enumerate(_hf_models().items()):
+        _randomise_hf(hf.eval(), i + 1)
+        hf.save_pretrained(root / kind)
+        out[kind] = (hf, import_checkpoint(str(root / kind), str(root / f"{kind}_run")))
+    return out
+
+
+@pytest.mark.parametrize("kind", ["recurrent_gemma", "mamba2"])
+def test_models_built_by_transformers_import_with_the_same_logits(imported, kind):
+    hf, run_dir = imported[kind]
     run = load_checkpoint(run_dir)
     vocab = hf.config.vocab_size
     assert run.model.cfg.vocab_size == max(vocab, BYTES.vocab_size)  # grown for the reserved special ids
@@ -139,14 +148,10 @@ def test_models_built_by_transformers_import_with_the_same_logits(tmp_path, kind
     _assert_close_on_tokens(_ours(run.model, tokens, mask), _hf_logits(hf, tokens, mask), mask)
 
 
-def test_imported_recurrentgemma_trains(tmp_path):
-    torch.manual_seed(0)
-    hf = _hf_models()["recurrent_gemma"]
-    _randomise_hf(hf, 2)
-    hf.save_pretrained(tmp_path / "hf")
-    run_dir = import_checkpoint(str(tmp_path / "hf"), str(tmp_path / "run"))
+def test_imported_recurrentgemma_trains(imported, tmp_path):
     import birdie_jax
 
+    _, run_dir = imported["recurrent_gemma"]
     cfg = load_config("hawk_tiny", f"init_from={run_dir}", f"train.run_dir={tmp_path / 'tuned'}", "train.steps=3",
                       "data.seq_len=32", "data.batch_size=2", "train.eval_every=0", "train.checkpoint_every=0",
                       "train.tensorboard=false", "train.progress=false")

