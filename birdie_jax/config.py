@@ -10,6 +10,7 @@ either dotted (``train.steps=100``) or a field name that is unique across sectio
 import dataclasses
 import difflib
 import importlib.resources
+import math
 import os
 import types
 import typing
@@ -35,6 +36,13 @@ def _check_choice(field: str, value: Any, choices: Sequence[str]) -> None:
 def _check_positive(field: str, value: Any) -> None:
     if value <= 0:
         raise ConfigError(f"{field} must be > 0, got {value}")
+
+
+def _check_path(field: str, value: str | None) -> None:
+    """A path (or name) field may be unset (None) where allowed, never empty or blank: an empty
+    corpus path would otherwise read the current folder."""
+    if value is not None and not value.strip():
+        raise ConfigError(f"{field} is empty; give a path (or name)")
 
 
 
@@ -158,12 +166,17 @@ class DataConfig:
 
     def __post_init__(self):
         _check_choice("data.format", self.format, ("auto", "text", "jsonl", "dir"))
+        for name in ("corpus", "tokenizer", "text_field"):
+            _check_path(f"data.{name}", getattr(self, name))
         for name in ("seq_len", "batch_size", "num_sentinels"):
             _check_positive(f"data.{name}", getattr(self, name))
         if not 0.0 <= self.validation_fraction < 1.0:
             raise ConfigError(f"data.validation_fraction must be in [0, 1), got {self.validation_fraction}")
         if self.num_workers < 0:
             raise ConfigError(f"data.num_workers must be >= 0, got {self.num_workers}")
+
+
+NONFINITE_POLICIES = ("stop", "skip")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -186,6 +199,9 @@ class TrainConfig:
       tensorboard: also write TensorBoard event files (needs the ``tb`` extra).
       wandb: also log to Weights & Biases (needs ``wandb``).
       progress: show a progress bar (only on a TTY).
+      on_nonfinite: what a step whose loss or gradient norm is NaN/inf does (it is never
+        applied nor checkpointed): ``stop`` the run naming the step, or ``skip`` the batch,
+        count it (``nonfinite_skipped`` in the metrics) and go on.
     """
 
     steps: int = 300
@@ -207,8 +223,11 @@ class TrainConfig:
     tensorboard: bool = True
     wandb: bool = False
     progress: bool = True
+    on_nonfinite: str = "stop"
 
     def __post_init__(self):
+        _check_choice("train.on_nonfinite", self.on_nonfinite, NONFINITE_POLICIES)
+        _check_path("train.run_dir", self.run_dir)
         _check_positive("train.steps", self.steps)
         _check_positive("train.grad_accum", self.grad_accum)
         _check_positive("train.log_every", self.log_every)
@@ -254,6 +273,7 @@ class MixtureConfig:
 
     def __post_init__(self):
         _check_choice("mixture.name", self.name, MIXTURES)
+        _check_path("mixture.weights_file", self.weights_file)
         if not 0.0 <= self.paradigm_append_prob <= 1.0:
             raise ConfigError(f"mixture.paradigm_append_prob must be in [0, 1], got {self.paradigm_append_prob}")
         _check_positive("mixture.val_rows_per_config", self.val_rows_per_config)
@@ -316,6 +336,9 @@ class Config:
     initial_state: InitialStateConfig = InitialStateConfig()
     controller: ControllerConfig = ControllerConfig()
     mesh: MeshConfig = MeshConfig()
+
+    def __post_init__(self):
+        _check_path("init_from", self.init_from)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -382,13 +405,18 @@ def _coerce(field: str, value: Any, annotation: Any) -> Any:
     if annotation is float:
         if isinstance(value, bool):
             raise ConfigError(f"{field} must be a number, got {value!r}")
+        number = None
         if isinstance(value, (int, float)):
-            return float(value)
-        if isinstance(value, str):
+            number = float(value)
+        elif isinstance(value, str):
             try:
-                return float(value)
+                number = float(value)
             except ValueError:
                 pass
+        if number is not None and not math.isfinite(number):
+            raise ConfigError(f"{field} must be a finite number, got {value!r}")
+        if number is not None:
+            return number
         raise ConfigError(f"{field} must be a number, got {value!r}")
     if annotation is str:
         if isinstance(value, str):
@@ -526,6 +554,8 @@ def load_config(name_or_path: str | os.PathLike | None = None, *overrides: str, 
     """
     cfg = Config()
     if name_or_path is not None:
+        if not str(name_or_path).strip():
+            raise ConfigError("the config name or path is empty")
         text, where = _read_config_text(str(name_or_path))
         try:
             raw = yaml.safe_load(text) or {}
@@ -542,8 +572,12 @@ def _read_config_text(name_or_path: str) -> tuple[str, str]:
     if os.path.exists(name_or_path):
         if os.path.isdir(name_or_path):
             raise ConfigError(f"config {name_or_path!r} is a folder, expected a YAML file")
-        with open(name_or_path, encoding="utf-8") as f:
-            return f.read(), name_or_path
+        try:
+            with open(name_or_path, encoding="utf-8") as f:
+                return f.read(), name_or_path
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"config file {name_or_path!r} is not UTF-8 text (byte {e.start}); "
+                              "save it as UTF-8") from None
     name = name_or_path.replace(os.sep, "/")
     name = name[len("configs/"):] if name.startswith("configs/") else name
     name = name[: -len(".yaml")] if name.endswith(".yaml") else name
