@@ -17,6 +17,7 @@ from typing import Any
 
 import grain
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 from birdie_jax.errors import CheckpointError
@@ -69,8 +70,8 @@ class Checkpointer:
         self._join_sealer()
         args = {"state": ocp.args.StandardSave(state),
                 "meta": ocp.args.JsonSave({**meta, "format_version": FORMAT_VERSION, "step": int(step)})}
-        if controller is not None:
-            args["controller"] = ocp.args.StandardSave(controller)
+        if controller is not None:  # host values (each process holds the same): saved once, by process 0
+            args["controller"] = ocp.args.StandardSave(jax.tree.map(np.asarray, controller))
         if data_iterator is not None:
             args["data"] = grain.checkpoint.CheckpointSave(data_iterator)
         self.manager.save(step, args=ocp.args.Composite(**args), force=True)
