@@ -17,7 +17,7 @@ from birdie_jax.generation import Generation, Sampling, Scores, generate, score
 from birdie_jax.models import LanguageModel, build_model, count_parameters, state_size
 from birdie_jax.prompts import jrt_prompt
 
-__version__ = "0.1.0"
+__version__ = "0.1.0"  # the one version source (pyproject.toml reads it)
 
 
 def train(cfg, **kw):

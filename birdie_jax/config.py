@@ -22,8 +22,16 @@ import yaml
 from birdie_jax.controller.config import ControllerConfig
 from birdie_jax.distributed.mesh import MeshConfig
 from birdie_jax.errors import ConfigError
+from birdie_jax.kernels.linear_scan.api import IMPLEMENTATION_NAMES as SCAN_IMPLEMENTATIONS
 
-ARCHITECTURES = ("gated_ssm", "hawk", "transformer", "mamba2")
+ARCHITECTURES = ("gated_ssm", "hawk", "transformer", "mamba2", "hybrid")
+# Whether a single-architecture model puts an MLP after each mixer.
+ARCHITECTURE_HAS_MLP = {"gated_ssm": False, "hawk": True, "transformer": True, "mamba2": False}
+# Mixers a ``model.layers`` pattern may name, and those with a bidirectional (prefix) variant.
+LAYER_MIXERS = ("gated_ssm", "hawk", "transformer", "mamba2")
+BIDIRECTIONAL_MIXERS = ("gated_ssm", "hawk", "transformer")
+MLP_KINDS = ("gelu", "swiglu")
+INIT_SCHEMES = ("fan_in", "normal")
 DTYPES = ("float32", "bfloat16")
 BIDIRECTIONAL = ("none", "alternate", "all")
 
@@ -52,8 +60,8 @@ class ModelConfig:
 
     Attributes:
       architecture: ``gated_ssm`` (fused gated linear recurrence, no MLP), ``hawk``
-        (RG-LRU recurrent block + gated MLP), ``transformer`` (softmax attention + MLP) or
-        ``mamba2`` (Mamba-2 / SSD mixer, no MLP).
+        (RG-LRU recurrent block + gated MLP), ``transformer`` (softmax attention + MLP),
+        ``mamba2`` (Mamba-2 / SSD mixer, no MLP) or ``hybrid`` (each layer named in ``layers``).
       vocab_size: token vocabulary; ``None`` takes the tokenizer's (rounded to 128).
       d_model: residual width.
       n_layers: number of residual blocks.
@@ -67,7 +75,8 @@ class ModelConfig:
       tie_embeddings: share the embedding matrix with the output head.
       dtype: compute dtype of matmuls (recurrences always run in float32).
       param_dtype: storage dtype of parameters.
-      scan_implementation: force a ``linear_scan`` implementation (None: by backend).
+      scan_implementation: force a ``linear_scan`` implementation (None: the backend's
+        default from ``DEFAULT_IMPLEMENTATIONS``; ``pallas``: the opt-in Pallas kernel).
       bidirectional: ``none``, ``alternate`` (even-indexed layers, as in Birdie) or ``all``.
         A bidirectional recurrent layer runs half its state channels in reverse over each
         sample's prefix; a bidirectional attention layer uses prefix attention.
@@ -77,6 +86,16 @@ class ModelConfig:
       mamba_d_state: Mamba-2 state size N per head.
       mamba_groups: Mamba-2 groups G sharing B and C (H must be a multiple of G).
       mamba_chunk: chunk length Q of the chunked SSD algorithm.
+      layers: for ``architecture: hybrid``, the mixer of each layer: ``name`` (mixer alone) or
+        ``name+mlp`` (mixer, then an MLP block), names from ``LAYER_MIXERS``. A list shorter
+        than ``n_layers`` repeats: layer i uses ``layers[i % len(layers)]``.
+      mlp: MLP kind: ``gelu`` (W_down(GeLU(W_gate x) ⊙ W_up x)) or ``swiglu`` (fc1 → halves
+        (y, gate), fc2(SiLU(gate) ⊙ y): the second half is the gate, as in Based/JRT).
+      mlp_multiple: the MLP hidden width d_model·mlp_expansion is rounded up to this multiple.
+      init: ``fan_in`` (truncated normal, fan-in scaled) or ``normal`` (N(0, init_std) for
+        every matrix, init_std/√(2·n_layers) for the projections back into the residual).
+      norm_eps: RMSNorm epsilon of the pre-norms and the final norm.
+      embed_scale: multiply embeddings by √d_model (Griffin style); False for Based/JRT.
     """
 
     architecture: str = "hawk"
@@ -102,19 +121,24 @@ class ModelConfig:
     mamba_d_state: int = 128
     mamba_groups: int = 1
     mamba_chunk: int = 256
+    layers: tuple[str, ...] | None = None
+    mlp: str = "gelu"
+    mlp_multiple: int = 8
+    init: str = "fan_in"
+    norm_eps: float = 1e-6
+    embed_scale: bool = True
 
     def __post_init__(self):
         _check_choice("model.architecture", self.architecture, ARCHITECTURES)
         _check_choice("model.dtype", self.dtype, DTYPES)
         _check_choice("model.param_dtype", self.param_dtype, DTYPES)
         _check_choice("model.bidirectional", self.bidirectional, BIDIRECTIONAL)
+        if self.scan_implementation is not None:
+            _check_choice("model.scan_implementation", self.scan_implementation, SCAN_IMPLEMENTATIONS)
         for name in ("mamba_expand", "mamba_head_dim", "mamba_d_state", "mamba_groups", "mamba_chunk"):
             _check_positive(f"model.{name}", getattr(self, name))
         if self.architecture == "mamba2":
-            inner = self.mamba_expand * self.d_model
-            if inner % self.mamba_head_dim or (inner // self.mamba_head_dim) % self.mamba_groups:
-                raise ConfigError(f"mamba2: d_inner = mamba_expand·d_model = {inner} must split into heads of "
-                                  f"mamba_head_dim={self.mamba_head_dim}, a multiple of mamba_groups={self.mamba_groups}")
+            self._check_mamba2_heads()
             if self.bidirectional != "none":
                 raise ConfigError("model.bidirectional is not available for mamba2 (Gated SSM, Hawk, Transformer)")
         if self.bidirectional != "none" and self.architecture != "transformer" and self.state_dim % 2:
@@ -125,6 +149,55 @@ class ModelConfig:
             _check_positive("model.vocab_size", self.vocab_size)
         if self.mlp_expansion <= 0:
             raise ConfigError(f"model.mlp_expansion must be > 0, got {self.mlp_expansion}")
+        _check_choice("model.mlp", self.mlp, MLP_KINDS)
+        _check_choice("model.init", self.init, INIT_SCHEMES)
+        _check_positive("model.mlp_multiple", self.mlp_multiple)
+        _check_positive("model.norm_eps", self.norm_eps)
+        self._check_layers()
+
+    def _check_mamba2_heads(self) -> None:
+        inner = self.mamba_expand * self.d_model
+        if inner % self.mamba_head_dim or (inner // self.mamba_head_dim) % self.mamba_groups:
+            raise ConfigError(f"mamba2: d_inner = mamba_expand·d_model = {inner} must split into heads of "
+                              f"mamba_head_dim={self.mamba_head_dim}, a multiple of mamba_groups={self.mamba_groups}")
+
+    def _check_layers(self) -> None:
+        if self.architecture != "hybrid":
+            if self.layers is not None:
+                raise ConfigError(f"model.layers is set, so model.architecture must be hybrid "
+                                  f"(got {self.architecture!r})")
+            return
+        if not self.layers:
+            raise ConfigError("model.architecture=hybrid needs model.layers, e.g. [gated_conv+mlp, pla+mlp]")
+        if len(self.layers) > self.n_layers:
+            raise ConfigError(f"model.layers names {len(self.layers)} layers, more than model.n_layers="
+                              f"{self.n_layers}")
+        for i, entry in enumerate(self.layers):
+            mixer, _, suffix = entry.partition("+")
+            if mixer not in LAYER_MIXERS or suffix not in ("", "mlp"):
+                close = difflib.get_close_matches(mixer, LAYER_MIXERS, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ConfigError(f"model.layers[{i}]: unknown mixer {entry!r}{hint}; use a name from "
+                                  f"{', '.join(LAYER_MIXERS)}, optionally followed by +mlp")
+        if "mamba2" in {self.layer_mixer(i) for i in range(self.n_layers)}:
+            self._check_mamba2_heads()
+        for i in range(self.n_layers):
+            mixer = self.layer_mixer(i)
+            if self.layer_is_bidirectional(i) and mixer not in BIDIRECTIONAL_MIXERS:
+                raise ConfigError(f"model.bidirectional={self.bidirectional} makes layer {i} bidirectional, but its "
+                                  f"mixer {mixer} has no bidirectional form ({', '.join(BIDIRECTIONAL_MIXERS)} do)")
+
+    def layer_mixer(self, index: int) -> str:
+        """The mixer of layer ``index`` (the architecture, or its ``layers`` entry)."""
+        if self.layers is None:
+            return self.architecture
+        return self.layers[index % len(self.layers)].partition("+")[0]
+
+    def layer_has_mlp(self, index: int) -> bool:
+        """Whether layer ``index`` has an MLP block after its mixer."""
+        if self.layers is None:
+            return ARCHITECTURE_HAS_MLP[self.architecture]
+        return self.layers[index % len(self.layers)].endswith("+mlp")
 
     def layer_is_bidirectional(self, index: int) -> bool:
         """Whether layer ``index`` reads prefixes both ways (Birdie: even-indexed layers)."""
@@ -132,8 +205,8 @@ class ModelConfig:
 
     @property
     def mlp_hidden(self) -> int:
-        """Gated-MLP hidden width, rounded up to a multiple of 8."""
-        return -(-int(round(self.d_model * self.mlp_expansion)) // 8) * 8
+        """MLP hidden width d_model·mlp_expansion, rounded up to a multiple of ``mlp_multiple``."""
+        return -(-int(round(self.d_model * self.mlp_expansion)) // self.mlp_multiple) * self.mlp_multiple
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -1,10 +1,12 @@
 """Batched generation and log-likelihood scoring over the one state contract.
 
 Prompt layout. A model trained on prefix-LM samples (Birdie, UL2, fixed mixtures) reads
-the prompt as a *prefix* — ``prompt + [BG]``, bidirectional layers reading the prompt both
-ways — and generates after BG. A model trained with plain next-token prediction reads
-``[BG] + prompt`` causally. ``prompt_as_prefix=None`` picks the first for bidirectional
-models and the second otherwise.
+the prompt as a *prefix* — ``prompt + [P] + [BG]``, bidirectional layers reading the prompt
+both ways, [P] the paradigm token if any — and generates after BG. A model trained with plain
+next-token prediction reads ``[BG] + prompt`` causally. ``prompt_as_prefix=None`` and
+``paradigm="auto"`` take the format the model was trained with (``model.prompt_format``, set
+by ``load_checkpoint``; see :mod:`birdie_jax.prompt_format`), else the prefix layout for
+bidirectional models and the causal one otherwise, without paradigm token.
 
 Generation prefills every prompt through the full-sequence path (returning each layer's
 state), then decodes with ``model.step`` inside one jitted ``lax.scan``: constant memory
@@ -25,6 +27,7 @@ from birdie_jax.data.layout import IGNORE_ID, layout_sample
 from birdie_jax.errors import DataError
 from birdie_jax.models import LanguageModel
 from birdie_jax.models.model import check_token_ids
+from birdie_jax.prompt_format import AUTO, paradigm_id, resolve_format
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,13 +99,23 @@ def _as_ids(prompt, tokenizer) -> np.ndarray:
     return ids.astype(np.int32)
 
 
-def prompt_layout(prompt: np.ndarray, bg_id: int, as_prefix: bool) -> tuple[np.ndarray, np.ndarray]:
-    """(tokens int32[t], prefix_mask bool[t]) that put a model at the start of its answer."""
+def with_paradigm(prefix: np.ndarray, paradigm: int | None) -> np.ndarray:
+    """prefix [P] → [P+1] ending with the paradigm token (unchanged when None)."""
+    prefix = np.asarray(prefix, np.int32)
+    return prefix if paradigm is None else np.concatenate([prefix, [paradigm]]).astype(np.int32)
+
+
+def prompt_layout(prompt: np.ndarray, bg_id: int, as_prefix: bool,
+                  paradigm: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(tokens int32[t], prefix_mask bool[t]) that put a model at the start of its answer:
+    ``prompt + [P] + [BG]`` (prefix) or ``[P] + [BG] + prompt`` (causal, as an NTP sample
+    with a paradigm token); [P] only when ``paradigm`` is an id."""
     if as_prefix:
-        sample = layout_sample(prompt, np.zeros(1, np.int32), bg_id=bg_id)  # prompt + [BG]
+        sample = layout_sample(with_paradigm(prompt, paradigm), np.zeros(1, np.int32), bg_id=bg_id)
         return sample["inputs"], sample["region"] != 2
-    tokens = np.concatenate([[bg_id], prompt]).astype(np.int32)
-    return tokens, np.zeros(len(tokens), bool)
+    head = with_paradigm(np.zeros(0, np.int32), paradigm)
+    tokens = np.concatenate([head, [bg_id], prompt]).astype(np.int32)
+    return tokens, np.arange(len(tokens)) < len(head)
 
 
 def left_pad(rows: Sequence[np.ndarray], masks: Sequence[np.ndarray], pad_id: int, length: int | None = None):
@@ -123,12 +136,9 @@ def _bucket(n: int, multiple: int = 64) -> int:
     return -(-n // multiple) * multiple
 
 
-def _prefix_default(model: LanguageModel, prompt_as_prefix: bool | None) -> bool:
-    return model.cfg.bidirectional != "none" if prompt_as_prefix is None else prompt_as_prefix
-
-
 def generate(model: LanguageModel, prompts: Sequence, max_new_tokens: int, sampling: Sampling | None = None, *,
-             tokenizer=None, prompt_as_prefix: bool | None = None, return_logits: bool = False) -> Generation:
+             tokenizer=None, prompt_as_prefix: bool | None = None, paradigm: str | None = AUTO,
+             return_logits: bool = False) -> Generation:
     """Continues a batch of prompts (strings or token-id arrays) of any lengths.
 
     Args:
@@ -137,7 +147,9 @@ def generate(model: LanguageModel, prompts: Sequence, max_new_tokens: int, sampl
       max_new_tokens: decoding steps.
       sampling: greedy by default; the tokenizer's EOS is added to the stop ids.
       tokenizer: supplies BG/PAD/EOS ids and encodes strings (default: the byte tokenizer).
-      prompt_as_prefix: prompt + [BG] (prefix LM) or [BG] + prompt (causal LM); None: by model.
+      prompt_as_prefix: prompt + [BG] (prefix LM) or [BG] + prompt (causal LM); None: as trained.
+      paradigm: paradigm token name (``plm``, ``copy``, ..., ``s``), None for none, ``"auto"``:
+        as trained (see :mod:`birdie_jax.prompt_format`).
       return_logits: also return the logits each token was drawn from.
     """
     if max_new_tokens < 1:
@@ -148,8 +160,9 @@ def generate(model: LanguageModel, prompts: Sequence, max_new_tokens: int, sampl
     sampling = sampling or Sampling()
     special = tokenizer.special
     sampling = dataclasses.replace(sampling, stop_ids=tuple(sorted({*sampling.stop_ids, special.eos})))
-    as_prefix = _prefix_default(model, prompt_as_prefix)
-    laid_out = [prompt_layout(_as_ids(p, tokenizer), special.bg, as_prefix) for p in prompts]
+    fmt = resolve_format(model, prompt_as_prefix, paradigm)
+    token = paradigm_id(fmt.paradigm, special)
+    laid_out = [prompt_layout(_as_ids(p, tokenizer), special.bg, fmt.as_prefix, token) for p in prompts]
     for i, (row, _) in enumerate(laid_out):
         check_token_ids(row, model.cfg.vocab_size, f"prompt {i}")
     tokens, segments, prefix = left_pad([r for r, _ in laid_out], [m for _, m in laid_out], special.pad,
@@ -205,39 +218,59 @@ def decode(graphdef, params, logits, state, key, num_tokens: int, sampling: Samp
 
 @dataclasses.dataclass
 class Scores:
-    """Log-likelihood of each continuation: total, per token, and its token count."""
+    """Log-likelihood of each continuation: total, per token, its token count, and how many
+    of its tokens are the model's argmax (``greedy``: all of them)."""
 
     sum_logprob: np.ndarray
     mean_logprob: np.ndarray
     num_tokens: np.ndarray
+    num_correct: np.ndarray | None = None
+
+    @property
+    def greedy(self) -> np.ndarray:
+        """bool[n]: greedy decoding would produce the whole continuation."""
+        return self.num_correct == self.num_tokens
 
 
 def score(model: LanguageModel, contexts: Sequence, continuations: Sequence, *, tokenizer=None,
-          prompt_as_prefix: bool | None = None, batch_size: int = 16) -> Scores:
+          prompt_as_prefix: bool | None = None, paradigm: str | None = AUTO, masks: Sequence | None = None,
+          batch_size: int = 16) -> Scores:
     """log p(continuation | context) for each pair, batched (multiple-choice evaluation).
 
-    The context is laid out as a generation prompt would be (prefix + [BG], or [BG] +
-    context) and only continuation tokens are scored.
+    The context is laid out as a generation prompt would be (context + [P] + [BG], or
+    [P] + [BG] + context; see :func:`generate` for ``prompt_as_prefix`` and ``paradigm``) and
+    only continuation tokens are scored — with ``masks`` (bool per continuation token), only
+    the masked ones (the rest are read, teacher-forced, but not scored).
     """
     if len(contexts) != len(continuations):
         raise ValueError(f"{len(contexts)} contexts but {len(continuations)} continuations")
+    if masks is not None and len(masks) != len(continuations):
+        raise ValueError(f"{len(masks)} masks but {len(continuations)} continuations")
     tokenizer = _default_tokenizer(tokenizer)
-    as_prefix = _prefix_default(model, prompt_as_prefix)
+    fmt = resolve_format(model, prompt_as_prefix, paradigm)
+    token = paradigm_id(fmt.paradigm, tokenizer.special)
     bg = tokenizer.special.bg
     rows = []
     for i, (context, continuation) in enumerate(zip(contexts, continuations)):
         context, continuation = _as_ids(context, tokenizer), _as_ids(continuation, tokenizer)
         if len(continuation) == 0:
             raise DataError(f"continuation {i} is empty")
-        if as_prefix:
-            sample = layout_sample(context, continuation, bg_id=bg)
+        if fmt.as_prefix:
+            sample = layout_sample(with_paradigm(context, token), continuation, bg_id=bg)
         else:
-            sample = layout_sample(np.zeros(0, np.int32), np.concatenate([context, continuation]), bg_id=bg)
-            sample["targets"][: len(context)] = IGNORE_ID
+            head = with_paradigm(np.zeros(0, np.int32), token)
+            sample = layout_sample(head, np.concatenate([context, continuation]), bg_id=bg)
+            sample["targets"][len(head): len(head) + len(context)] = IGNORE_ID
+        if masks is not None:
+            mask = np.asarray(masks[i], bool)
+            if mask.shape != continuation.shape or not mask.any():
+                raise DataError(f"mask {i} must be bool[{len(continuation)}] with at least one True, "
+                                f"got shape {mask.shape}")
+            sample["targets"][len(sample["targets"]) - len(continuation):][~mask] = IGNORE_ID
         check_token_ids(sample["inputs"], model.cfg.vocab_size, f"context/continuation {i}")
         rows.append(sample)
     graphdef, params = nnx.split(model)
-    totals, counts = [], []
+    totals, counts, corrects = [], [], []
     for start in range(0, len(rows), batch_size):
         chunk = rows[start:start + batch_size]
         length = _bucket(max(len(r["inputs"]) for r in chunk))
@@ -248,11 +281,12 @@ def score(model: LanguageModel, contexts: Sequence, continuations: Sequence, *, 
         for i, r in enumerate(chunk):
             n = len(r["inputs"])
             tokens[i, :n], targets[i, :n], segments[i, :n], prefix[i, :n] = r["inputs"], r["targets"], 1, r["region"] != 2
-        total, count = _score_jit(graphdef, params, *map(jnp.asarray, (tokens, segments, prefix, targets)))
+        total, count, correct = _score_jit(graphdef, params, *map(jnp.asarray, (tokens, segments, prefix, targets)))
         totals.append(np.asarray(total))
         counts.append(np.asarray(count))
+        corrects.append(np.asarray(correct))
     total, count = np.concatenate(totals), np.concatenate(counts)
-    return Scores(total, total / np.maximum(count, 1), count)
+    return Scores(total, total / np.maximum(count, 1), count, np.concatenate(corrects))
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -261,4 +295,5 @@ def _score_jit(graphdef, params, tokens, segments, prefix, targets):
     logprobs = jax.nn.log_softmax(logits, axis=-1)
     mask = targets != IGNORE_ID
     picked = jnp.take_along_axis(logprobs, jnp.where(mask, targets, 0)[..., None], axis=-1)[..., 0]
-    return jnp.where(mask, picked, 0.0).sum(-1), mask.sum(-1)
+    correct = (jnp.argmax(logits, axis=-1) == targets) & mask
+    return jnp.where(mask, picked, 0.0).sum(-1), mask.sum(-1), correct.sum(-1)

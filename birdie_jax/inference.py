@@ -8,6 +8,7 @@ from birdie_jax.config import config_from_dict
 from birdie_jax.errors import CheckpointError
 from birdie_jax.generation import Sampling, generate
 from birdie_jax.models import LanguageModel, build_model
+from birdie_jax.prompt_format import training_format
 from birdie_jax.tokenizer import build_tokenizer
 from birdie_jax.training.checkpoint import Checkpointer, abstract_like, find_checkpoint_dir
 from birdie_jax.training.initial_state import init_extras
@@ -41,17 +42,20 @@ def load_checkpoint(path: str, step: int | None = None) -> LoadedRun:
         state = checkpointer.restore(abstract, None, step)
     finally:
         checkpointer.close()
-    return LoadedRun(cfg, tokenizer, nnx.merge(graphdef, state["params"]), int(state["step"]),
-                     state.get("extras", {}))
+    model = nnx.merge(graphdef, state["params"])
+    model.prompt_format = training_format(cfg)  # generate/score/evals default to the training layout
+    return LoadedRun(cfg, tokenizer, model, int(state["step"]), state.get("extras", {}))
 
 
 def prompt_as_prefix(cfg) -> bool:
     """Whether a run's model was trained to read prompts as prefixes (any non-CLM mixture)."""
-    return cfg.model.bidirectional != "none" or cfg.mixture.name != "clm"
+    return training_format(cfg).as_prefix
 
 
-def generate_text(run: LoadedRun, prompt: str, max_new_tokens: int = 200, sampling: Sampling | None = None) -> str:
-    """Text continuation of ``prompt`` in the layout the run's model was trained on."""
+def generate_text(run: LoadedRun, prompt: str, max_new_tokens: int = 200, sampling: Sampling | None = None, *,
+                  prompt_as_prefix: bool | None = None, paradigm: str | None = "auto") -> str:
+    """Text continuation of ``prompt``, by default in the layout (and with the paradigm token)
+    the run's model was trained with."""
     out = generate(run.model, [prompt], max_new_tokens, sampling, tokenizer=run.tokenizer,
-                   prompt_as_prefix=prompt_as_prefix(run.config))
+                   prompt_as_prefix=prompt_as_prefix, paradigm=paradigm)
     return run.tokenizer.decode(out.tokens[0], skip_special=True)

@@ -15,19 +15,27 @@ from birdie_jax.models import LanguageModel  # noqa: E402
 ARCHITECTURES = ("gated_ssm", "hawk", "transformer")  # every one also has bidirectional layers
 CAUSAL_ONLY_ARCHITECTURES = ("mamba2",)  # no bidirectional variant (config rejects it)
 ALL_ARCHITECTURES = ARCHITECTURES + CAUSAL_ONLY_ARCHITECTURES
+# Per-layer patterns (model.architecture=hybrid), named as test ids.
+HYBRIDS = {"hybrid": ("hawk+mlp", "transformer", "gated_ssm+mlp")}
+CONTRACT_MODELS = ALL_ARCHITECTURES + tuple(HYBRIDS)  # every model the state-contract tests cover
 TINY = dict(vocab_size=128, d_model=32, n_layers=2, state_dim=24, num_heads=2, head_dim=16, max_len=64,
             mamba_head_dim=8, mamba_d_state=8, mamba_chunk=4)
 
 
 def tiny_model_config(architecture: str, **overrides) -> ModelConfig:
+    """A tiny config of one architecture or of a named hybrid pattern (``HYBRIDS``)."""
+    if architecture in HYBRIDS:
+        layers = HYBRIDS[architecture]
+        overrides = {"n_layers": len(layers), "layers": layers, **overrides}
+        architecture = "hybrid"
     return ModelConfig(architecture=architecture, **{**TINY, **overrides})
 
 
 @pytest.fixture(scope="session")
 def tiny_models() -> dict[str, LanguageModel]:
-    """One tiny model per architecture (causal-only ones included), with random float32 parameters."""
+    """One tiny model per architecture (causal-only ones and hybrids included), random float32 parameters."""
     return {arch: LanguageModel(tiny_model_config(arch), rngs=nnx.Rngs(params=i))
-            for i, arch in enumerate(ALL_ARCHITECTURES)}
+            for i, arch in enumerate(CONTRACT_MODELS)}
 
 
 @pytest.fixture(scope="session")

@@ -53,7 +53,7 @@ def check(name: str, err: float, tol: float = TOL) -> None:
 
 def max_diff(x, y) -> float:
     return max(float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))))
-               for a, b in zip(jax.tree.leaves(x), jax.tree.leaves(y)))
+               for a, b in zip(jax.tree.leaves(x), jax.tree.leaves(y), strict=True))
 
 
 def scaled_diff(x, y) -> float:

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 
+import chex
 import jax
 import numpy as np
 import pytest
@@ -82,16 +83,15 @@ def _probabilities(run_dir):
 def test_resume_on_four_devices_continues_the_eight_device_run(runs):
     _run(runs, "resume", 4, "mesh.data=2,mesh.fsdp=2")
     for name in ("", "_carry"):
-        for a, b in zip(_leaves(f"{runs}/resumed{name}.npz"), _leaves(f"{runs}/full{name}.npz")):
-            np.testing.assert_allclose(a, b, atol=TOL, rtol=TOL)
+        chex.assert_trees_all_close(_leaves(f"{runs}/resumed{name}.npz"), _leaves(f"{runs}/full{name}.npz"),
+                                    atol=TOL, rtol=TOL)
     np.testing.assert_allclose(_probabilities(f"{runs}/killed"), _probabilities(f"{runs}/full"), atol=TOL)
 
 
 def test_resume_on_one_device_continues_the_eight_device_run(runs):
     cfg = load_config("hawk_tiny", *RUN, f"train.run_dir={runs}/killed_for_one_device")
     resumed = train(cfg, resume=True, quiet=True)
-    for a, b in zip(jax.tree.leaves(resumed.params), _leaves(f"{runs}/full.npz")):
-        np.testing.assert_allclose(np.asarray(a), b, atol=TOL, rtol=TOL)
+    chex.assert_trees_all_close(jax.tree.leaves(resumed.params), _leaves(f"{runs}/full.npz"), atol=TOL, rtol=TOL)
     np.testing.assert_allclose(_probabilities(f"{runs}/killed_for_one_device"), _probabilities(f"{runs}/full"),
                                atol=TOL)
 
@@ -170,7 +170,7 @@ SSD_SCRIPT = textwrap.dedent('''
         g_sp = jax.jit(jax.grad(lambda *a: loss(ssd_sharded, *a), argnums=tuple(range(7))))(*args)
     rel = lambda u, v: float(jnp.abs(u - v).max() / (jnp.abs(v).max() + 1e-9))
     print("CHECK ssd_forward", max(rel(out[0], ref[0]), rel(out[1], ref[1])))
-    print("CHECK ssd_grad", max(rel(u, v) for u, v in zip(g_sp, g_ref)))
+    print("CHECK ssd_grad", max(rel(u, v) for u, v in zip(g_sp, g_ref, strict=True)))
     cfg = ModelConfig(architecture="mamba2", vocab_size=384, d_model=32, n_layers=2, mamba_head_dim=8,
                       mamba_d_state=8, mamba_chunk=4)
     model = LanguageModel(cfg, rngs=nnx.Rngs(0))
@@ -183,7 +183,7 @@ SSD_SCRIPT = textwrap.dedent('''
     g1 = jax.grad(model_loss)(params)
     with jax.set_mesh(mesh):
         g8 = jax.jit(jax.grad(model_loss))(params)
-    print("CHECK mamba2_model_grad", max(rel(u, v) for u, v in zip(jax.tree.leaves(g8), jax.tree.leaves(g1))))
+    print("CHECK mamba2_model_grad", max(rel(u, v) for u, v in zip(jax.tree.leaves(g8), jax.tree.leaves(g1), strict=True)))
     print("SCRIPT DONE")
 ''')
 

@@ -1,6 +1,7 @@
 """Initial-state interventions (length generalization): each one's defining behaviour,
 TBTT's equivalence with whole-document processing, and exact resume of a carried state."""
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -9,6 +10,7 @@ from conftest import tiny_model_config
 
 from birdie_jax.config import InitialStateConfig, load_config
 from birdie_jax.data.streams import ContinuingStreams
+from birdie_jax.errors import ConfigError
 from birdie_jax.models import LanguageModel
 from birdie_jax.tokenizer import build_tokenizer
 from birdie_jax.training import initial_state as iv
@@ -73,8 +75,7 @@ def test_state_passing_feeds_row_i_its_own_final_state(hawk):
     start2 = iv.initial_state(cfg, zero, extras, jax.random.key(1), {})
     for i in range(3):  # row i alone reaches the state that row i then starts from
         _, alone = hawk(tokens[i:i + 1], return_state=True)
-        for a, b in zip(jax.tree.leaves(alone), jax.tree.leaves(jax.tree.map(lambda x: x[i:i + 1], start2))):
-            np.testing.assert_allclose(a, b, atol=1e-6)
+        chex.assert_trees_all_close(alone, jax.tree.map(lambda x: x[i:i + 1], start2), atol=1e-6)
     reset_all = iv.initial_state(InitialStateConfig(kind="state_passing", reset_prob=1.0), zero, extras,
                                  jax.random.key(2), {})
     assert not any(bool(jnp.any(x)) for x in jax.tree.leaves(reset_all))
@@ -120,7 +121,7 @@ def test_tbtt_chunks_equal_the_unsplit_document(hawk):
 
 
 def test_attention_models_refuse_interventions():
-    with pytest.raises(Exception, match="recurrent layers"):
+    with pytest.raises(ConfigError, match="recurrent layers"):
         iv.check_supported("state_passing", [{"k": 0}], "transformer")
 
 
@@ -132,13 +133,11 @@ def test_killed_state_passing_run_resumes_bit_identically(tmp_path):
     full = train(cfg("full"), quiet=True)
     train(cfg("killed"), stop_after=3, quiet=True)
     resumed = train(cfg("killed"), resume=True, quiet=True)
-    for a, b in zip(jax.tree.leaves(resumed.params), jax.tree.leaves(full.params)):
-        np.testing.assert_array_equal(a, b)
+    chex.assert_trees_all_equal(resumed.params, full.params)
     from birdie_jax.inference import load_checkpoint
 
     carried = [load_checkpoint(str(tmp_path / run)).extras["carry"] for run in ("full", "killed")]
-    for a, b in zip(*map(jax.tree.leaves, carried)):
-        np.testing.assert_array_equal(a, b)
+    chex.assert_trees_all_equal(*carried)
     assert any(bool(jnp.any(x)) for x in jax.tree.leaves(carried[0]))
 
 
@@ -150,8 +149,7 @@ def test_post_training_recipe_starts_from_the_checkpoint(tmp_path):
                        "initial_state.calibration_batches=2", f"init_from={tmp_path / 'base'}",
                        f"train.run_dir={tmp_path / 'post'}")
     started = train(post, stop_after=0, quiet=True)
-    for a, b in zip(jax.tree.leaves(started.params), jax.tree.leaves(base.params)):
-        np.testing.assert_array_equal(a, b)
+    chex.assert_trees_all_equal(started.params, base.params)
     from birdie_jax.cli import main
 
     assert main(["train", "--quiet", "--config", "configs/lengthgen/state_passing.yaml", *TINY_RUN,

@@ -39,14 +39,8 @@ IMPLS = {
     "chunked3": _chunked(3, 2),
 }
 
-try:  # The Pallas TPU kernel runs anywhere in interpret mode.
-    from birdie_jax.kernels.linear_scan import pallas_tpu
-
-    IMPLS["pallas_interpret"] = functools.partial(
-        pallas_tpu.linear_scan_pallas, block_t=8, block_d=128, interpret=True
-    )
-except ImportError:  # pragma: no cover - optional module
-    pallas_tpu = None
+# The Pallas kernels (TPU and GPU flavours) are checked in interpret mode in
+# tests/test_pallas_kernels.py.
 
 
 def _inputs(steps, dtype, with_h0, with_reset, seed=0):
@@ -133,10 +127,6 @@ def _cases():
     # bf16 inputs, fp32 accumulation.
     for impl in ("scan", "associative", "chunked16", "chunked3"):
         cases += [(impl, 100, rev, True, True, BF16) for rev in (False, True)]
-    if "pallas_interpret" in IMPLS:  # interpret mode is slow: short sequences only
-        cases += [("pallas_interpret", 7, *flags, F32) for flags in FLAGS]
-        cases += [("pallas_interpret", 64, rev, True, True, F32) for rev in (False, True)]
-        cases += [("pallas_interpret", 7, True, True, True, BF16)]
     return cases
 
 

@@ -72,7 +72,7 @@ def test_presets():
     assert dec.arm_names == ("ntp", "plm", "infill/r15/mu3", "infill/r50/mu32")
     np.testing.assert_allclose(dec.probabilities, [0.6, 0.2, 0.1, 0.1])
     assert [dec.paradigm_id(i) for i in range(4)] == [None, SP.s, SP.r, SP.x]
-    birdie = _mix("birdie")
+    birdie = _mix("birdie", seq_len=2048)  # the paper's row: no arm coincides with another (test_arm_merging)
     assert birdie.arms == GRID and birdie.paradigm == "class"
     per_class = collections.defaultdict(float)
     for c, p in zip(birdie.arm_classes, birdie.probabilities):
@@ -84,14 +84,14 @@ def test_presets():
 
 
 def test_fixed_weights_by_class_arm_and_file(tmp_path):
-    m = _mix("fixed", weights={"infill": 2.0, "ntp": 1.0, "copy/len64-256": 1.0})
+    m = _mix("fixed", seq_len=2048, weights={"infill": 2.0, "ntp": 1.0, "copy/len64-256": 1.0})
     assert m.arm_names[0] == "ntp" and len(m.arms) == 1 + 1 + 35
     p = dict(zip(m.arm_names, m.probabilities))
     np.testing.assert_allclose([p["ntp"], p["copy/len64-256"], p["infill/len128-256/r5/mu3"]], [0.25, 0.25, 0.5 / 35])
     assert abs(sum(p.values()) - 1) < 1e-12 and m.paradigm == "class"
     path = tmp_path / "w.yaml"
     path.write_text("weights:\n  infill: 2\n  ntp: 1\n  copy/len64-256: 1\n")
-    np.testing.assert_array_equal(_mix("fixed", weights_file=str(path)).probabilities, m.probabilities)
+    np.testing.assert_array_equal(_mix("fixed", seq_len=2048, weights_file=str(path)).probabilities, m.probabilities)
     path.write_text("ae: 1\n")  # a bare mapping works too
     assert set(_mix("fixed", weights_file=str(path)).arm_classes) == {"ae"}
 
@@ -150,7 +150,7 @@ def test_set_probabilities_validates():
 
 def test_state_round_trip():
     m = _mix("birdie")
-    p = np.random.default_rng(0).dirichlet(np.ones(95))
+    p = np.random.default_rng(0).dirichlet(np.ones(len(m.arms)))
     m.set_probabilities(p)
     state = json.loads(json.dumps(m.get_state()))
     fresh = _mix("birdie")
@@ -172,7 +172,7 @@ def test_draw_rates_within_3_points(name):
     """10,000 draws: every arm's and class's rate within 3 percentage points of the vector."""
     m = _mix(name, **({"weights": {"infill": 3, "sc": 1, "plm": 1}} if name == "fixed" else {}))
     if name == "birdie":
-        m.set_probabilities(np.random.default_rng(1).dirichlet(np.full(95, 0.3)))
+        m.set_probabilities(np.random.default_rng(1).dirichlet(np.full(len(m.arms), 0.3)))
     rng = np.random.default_rng(0)
     draws = np.asarray([m.draw_arm(rng) for _ in range(10_000)])
     rates = np.bincount(draws, minlength=len(m.arms)) / 10_000

@@ -9,6 +9,7 @@ test pass.
 import dataclasses
 import functools
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -190,7 +191,7 @@ def test_bad_options_are_clear_errors():
     with pytest.raises(ValueError, match="chunk_size"):
         _run(args, None, chunk_size=0)
     with pytest.raises(ValueError, match="unknown implementation"):
-        _run(args, None, implementation="pallas")
+        _run(args, None, implementation="triton")
 
 
 # --------------------------------------------------------------------------- the Mamba-2 mixer
@@ -228,6 +229,7 @@ def _mixer_inputs(mixer, seed=0, batch=2):
 
 
 def _tree_close(a, b, what):
+    chex.assert_trees_all_equal_structs(a, b)  # a zip over leaves would stop silently at the shorter tree
     for (path, u), v in zip(jax.tree_util.tree_flatten_with_path(a)[0], jax.tree.leaves(b)):
         _close(u, v, what=f"{what} {jax.tree_util.keystr(path)}")
 

@@ -3,9 +3,10 @@
 import json
 import os
 
-import jax
+import chex
 import numpy as np
 import pytest
+from flax import nnx
 
 from birdie_jax.config import load_config
 from birdie_jax.errors import CheckpointError
@@ -54,8 +55,7 @@ def test_stop_then_resume_reproduces_uninterrupted_parameters(tmp_path, uninterr
     assert stopped.step == 3
     resumed = train(cfg, resume=True, quiet=True)
     assert resumed.step == 6
-    for a, b in zip(jax.tree.leaves(resumed.params), jax.tree.leaves(uninterrupted.params)):
-        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    chex.assert_trees_all_equal(resumed.params, uninterrupted.params)
     with open(os.path.join(tmp_path, "metrics.jsonl")) as f:
         steps = [json.loads(line)["step"] for line in f if '"loss"' in line]
     assert steps == [1, 2, 3, 4, 5, 6]
@@ -78,8 +78,7 @@ def test_resume_with_another_model_config_is_refused(uninterrupted):
 def test_checkpoint_loads_for_generation(uninterrupted):
     run = load_checkpoint(uninterrupted.run_dir)
     assert run.step == 6
-    for a, b in zip(jax.tree.leaves(run.model), jax.tree.leaves(uninterrupted.model)):
-        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    chex.assert_trees_all_equal(nnx.state(run.model), nnx.state(uninterrupted.model))
     text = generate_text(run, "The ", max_new_tokens=5)
     assert isinstance(text, str)
 
@@ -118,8 +117,7 @@ def test_birdie_run_resumes_with_the_same_mixture_decisions(tmp_path, capsys):
     train(cfg, stop_after=3, quiet=True)
     resumed = train(cfg, resume=True, quiet=True)
     np.testing.assert_array_equal(_final_probabilities(tmp_path / "killed"), _final_probabilities(tmp_path / "full"))
-    for a, b in zip(jax.tree.leaves(resumed.params), jax.tree.leaves(full.params)):
-        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    chex.assert_trees_all_equal(resumed.params, full.params)
     with open(os.path.join(tmp_path / "full", "metrics.jsonl")) as f:
         evals = [json.loads(line) for line in f if "mixture/prob/infill" in line]
     assert len(evals) >= 3 and all(abs(sum(r[f"mixture/prob/{c}"] for c in

@@ -22,6 +22,7 @@ from flax import nnx
 from birdie_jax.errors import BirdieError
 from birdie_jax.generation import Sampling, decode, left_pad, prompt_layout
 from birdie_jax.models.model import check_token_ids, state_size
+from birdie_jax.prompt_format import AUTO, paradigm_id, resolve_format
 
 
 class AnalysisError(BirdieError, ValueError):
@@ -109,7 +110,8 @@ def require_recurrent(model, what: str) -> None:
 
 
 def greedy_continue(model, tokenizer, prompts: Sequence[np.ndarray], max_new_tokens: int, *, chunk_len: int,
-                    prompt_as_prefix: bool | None = None, batch_size: int = 8) -> list[np.ndarray]:
+                    prompt_as_prefix: bool | None = None, paradigm: str | None = AUTO,
+                    batch_size: int = 8) -> list[np.ndarray]:
     """Greedy continuations of token-id prompts, laid out as ``birdie_jax.generation.generate`` does.
 
     The prompt is prefilled in chunks of ``chunk_len`` through the state contract (one chunk
@@ -117,12 +119,13 @@ def greedy_continue(model, tokenizer, prompts: Sequence[np.ndarray], max_new_tok
     decoded with ``birdie_jax.generation.decode``. Each returned row stops after EOS.
     """
     special = tokenizer.special
-    as_prefix = model.cfg.bidirectional != "none" if prompt_as_prefix is None else prompt_as_prefix
+    fmt = resolve_format(model, prompt_as_prefix, paradigm)
+    token = paradigm_id(fmt.paradigm, special)
     sampling = Sampling(stop_ids=(special.eos,))
     graphdef, params = nnx.split(model)
     rows = []
     for start in range(0, len(prompts), batch_size):
-        laid_out = [prompt_layout(np.asarray(p, np.int32), special.bg, as_prefix)
+        laid_out = [prompt_layout(np.asarray(p, np.int32), special.bg, fmt.as_prefix, token)
                     for p in prompts[start:start + batch_size]]
         longest = max(len(r) for r, _ in laid_out)
         chunk = longest if model.cfg.bidirectional != "none" else min(chunk_len, longest)

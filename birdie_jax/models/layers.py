@@ -26,14 +26,24 @@ class RMSNorm(nnx.Module):
 
 
 def dense(cfg: ModelConfig, d_in: int, d_out: int, rngs: nnx.Rngs, *, bias: bool = False, scale: float = 1.0) -> nnx.Linear:
-    """A linear layer in the config's compute/parameter dtypes, fan-in scaled init."""
+    """A linear layer in the config's compute/parameter dtypes.
+
+    ``init: fan_in``: truncated normal with variance ``scale``/fan-in. ``init: normal``:
+    N(0, init_std); the layers that shrink their init for depth (``scale`` ≠ 1: the
+    projections back into the residual) get init_std/√(2·n_layers) (GPT-2 / Based).
+    """
+    if cfg.init == "normal":
+        std = cfg.init_std if scale == 1.0 else cfg.init_std / (2 * cfg.n_layers) ** 0.5
+        kernel_init = nnx.initializers.normal(std)
+    else:
+        kernel_init = nnx.initializers.variance_scaling(scale, "fan_in", "truncated_normal")
     return nnx.Linear(
         d_in,
         d_out,
         use_bias=bias,
         dtype=dtype_of(cfg.dtype),
         param_dtype=dtype_of(cfg.param_dtype),
-        kernel_init=nnx.initializers.variance_scaling(scale, "fan_in", "truncated_normal"),
+        kernel_init=kernel_init,
         rngs=rngs,
     )
 
@@ -48,6 +58,23 @@ class GatedMLP(nnx.Module):
 
     def __call__(self, x: Hidden) -> Hidden:
         return self.down(jax.nn.gelu(self.gate(x)) * self.up(x))
+
+
+class SwiGLUMLP(nnx.Module):
+    """fc2(SiLU(gate) ⊙ y) with (y, gate) the halves of fc1(x); the *second* half is the gate (Based/JRT)."""
+
+    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
+        self.fc1 = dense(cfg, cfg.d_model, 2 * cfg.mlp_hidden, rngs)
+        self.fc2 = dense(cfg, cfg.mlp_hidden, cfg.d_model, rngs, scale=1.0 / cfg.n_layers)
+
+    def __call__(self, x: Hidden) -> Hidden:
+        y, gate = jnp.split(self.fc1(x), 2, axis=-1)
+        return self.fc2(jax.nn.silu(gate) * y)
+
+
+def make_mlp(cfg: ModelConfig, rngs: nnx.Rngs) -> nnx.Module:
+    """The MLP block named by ``cfg.mlp``."""
+    return SwiGLUMLP(cfg, rngs) if cfg.mlp == "swiglu" else GatedMLP(cfg, rngs)
 
 
 def segment_starts(segment_ids: SegmentIds) -> Array:

@@ -10,12 +10,12 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from birdie_jax.config import ModelConfig
+from birdie_jax.config import ARCHITECTURE_HAS_MLP, ModelConfig
 from birdie_jax.errors import DataError
 from birdie_jax.models.attention import Attention
 from birdie_jax.models.gated_ssm import GatedSSM
 from birdie_jax.models.hawk import HawkMixer
-from birdie_jax.models.layers import GatedMLP, RMSNorm, dtype_of
+from birdie_jax.models.layers import RMSNorm, dtype_of, make_mlp
 from birdie_jax.array_types import Array, Hidden, HiddenStep, Logits, PrefixMask, SegmentIds, Tokens
 
 def _mamba2(cfg: ModelConfig, rngs: nnx.Rngs, *, bidirectional: bool = False):
@@ -24,19 +24,26 @@ def _mamba2(cfg: ModelConfig, rngs: nnx.Rngs, *, bidirectional: bool = False):
     return Mamba2Mixer(cfg, rngs, bidirectional=bidirectional)
 
 
+# Every mixer a layer may use (``model.architecture`` or a ``model.layers`` entry).
 MIXERS = {"gated_ssm": GatedSSM, "hawk": HawkMixer, "transformer": Attention, "mamba2": _mamba2}
-HAS_MLP = {"gated_ssm": False, "hawk": True, "transformer": True, "mamba2": False}
+HAS_MLP = ARCHITECTURE_HAS_MLP
 
 
 class Block(nnx.Module):
-    """x ← x + mixer(norm x); then, where the architecture has one, x ← x + MLP(norm x)."""
+    """x ← x + mixer(norm x); then, where the layer has one, x ← x + MLP(norm x).
 
-    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs, *, bidirectional: bool = False):
-        self.mixer_norm = RMSNorm(cfg.d_model, param_dtype=dtype_of(cfg.param_dtype))
-        self.mixer = MIXERS[cfg.architecture](cfg, rngs, bidirectional=bidirectional)
-        if HAS_MLP[cfg.architecture]:
-            self.mlp_norm = RMSNorm(cfg.d_model, param_dtype=dtype_of(cfg.param_dtype))
-            self.mlp = GatedMLP(cfg, rngs)
+    The mixer and the MLP default to the architecture's; a hybrid model names them per layer.
+    """
+
+    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs, *, bidirectional: bool = False, mixer: str | None = None,
+                 mlp: bool | None = None):
+        mixer = cfg.architecture if mixer is None else mixer
+        mlp = HAS_MLP[mixer] if mlp is None else mlp
+        self.mixer_norm = RMSNorm(cfg.d_model, eps=cfg.norm_eps, param_dtype=dtype_of(cfg.param_dtype))
+        self.mixer = MIXERS[mixer](cfg, rngs, bidirectional=bidirectional)
+        if mlp:
+            self.mlp_norm = RMSNorm(cfg.d_model, eps=cfg.norm_eps, param_dtype=dtype_of(cfg.param_dtype))
+            self.mlp = make_mlp(cfg, rngs)
         else:
             self.mlp_norm = self.mlp = None
 
@@ -57,7 +64,7 @@ class Block(nnx.Module):
 
 
 class LanguageModel(nnx.Module):
-    """A decoder language model over one of the three architectures.
+    """A decoder language model: one architecture, or a hybrid naming each layer's mixer.
 
     Call it on tokens int[b t] for logits float32[b t v]; pass ``return_state=True`` to
     also get the per-layer state after the last token, and ``state=`` to continue from one.
@@ -70,9 +77,10 @@ class LanguageModel(nnx.Module):
         self.embed = nnx.Embed(cfg.vocab_size, cfg.d_model, dtype=dtype_of(cfg.dtype),
                                param_dtype=dtype_of(cfg.param_dtype),
                                embedding_init=nnx.initializers.normal(cfg.init_std), rngs=rngs)
-        self.blocks = nnx.List([Block(cfg, rngs, bidirectional=cfg.layer_is_bidirectional(i))
+        self.blocks = nnx.List([Block(cfg, rngs, bidirectional=cfg.layer_is_bidirectional(i),
+                                      mixer=cfg.layer_mixer(i), mlp=cfg.layer_has_mlp(i))
                                 for i in range(cfg.n_layers)])
-        self.final_norm = RMSNorm(cfg.d_model, param_dtype=dtype_of(cfg.param_dtype))
+        self.final_norm = RMSNorm(cfg.d_model, eps=cfg.norm_eps, param_dtype=dtype_of(cfg.param_dtype))
         self.head = None if cfg.tie_embeddings else nnx.Linear(
             cfg.d_model, cfg.vocab_size, use_bias=False, dtype=dtype_of(cfg.dtype),
             param_dtype=dtype_of(cfg.param_dtype), kernel_init=nnx.initializers.normal(cfg.d_model**-0.5), rngs=rngs)
@@ -83,7 +91,7 @@ class LanguageModel(nnx.Module):
 
     def embed_tokens(self, tokens: Tokens) -> Hidden:
         x = self.embed(tokens)
-        return x * jnp.sqrt(self.cfg.d_model).astype(x.dtype)
+        return x * jnp.sqrt(self.cfg.d_model).astype(x.dtype) if self.cfg.embed_scale else x
 
     def logits(self, x: Array) -> Array:
         x = self.final_norm(x)

@@ -82,10 +82,13 @@ class Mixture:
       seq_len: row length of the pipeline (each sample fits one row).
       paradigm: ``"class"``, ``"ul2"`` or ``"off"`` (see :mod:`~birdie_jax.objectives.paradigm`).
       append_prob: probability the paradigm token goes at the end of the prefix.
+      members: per arm, the names of the arms it stands for (itself first) when coinciding
+        arms were merged (:func:`~birdie_jax.objectives.dedup.merge_coinciding`); default: itself.
     """
 
     def __init__(self, name: str, arms: Sequence[Arm], probabilities: Any, *, special: SpecialTokens,
-                 seq_len: int, paradigm: str = "class", append_prob: float = 0.5):
+                 seq_len: int, paradigm: str = "class", append_prob: float = 0.5,
+                 members: Sequence[Sequence[str]] | None = None):
         arms = tuple(arms)
         if not arms:
             raise ConfigError(f"mixture {name!r} has no arms")
@@ -110,6 +113,9 @@ class Mixture:
         self._budgets = tuple(self.seq_len - (t is not None) for t in self._paradigm_ids)
         if min(self._budgets) < 1:
             raise ConfigError(f"seq_len={seq_len} leaves no room for a sample after the paradigm token")
+        self.arm_members = tuple((n,) for n in names) if members is None else tuple(tuple(m) for m in members)
+        if len(self.arm_members) != len(arms) or any(m[0] != n for m, n in zip(self.arm_members, names)):
+            raise ConfigError(f"mixture {name!r}: members must list each arm's own name first")
         self._live = LiveVector(check_probabilities(probabilities, len(arms), names))
         self._snap_version = -1
         self._snap: tuple[float, ...] = ()
@@ -145,6 +151,16 @@ class Mixture:
         arm_ids = np.asarray(arm_ids)
         return np.where(arm_ids >= 0, lut[np.clip(arm_ids, 0, len(lut) - 1)], -1).astype(np.int32)
 
+    @property
+    def budgets(self) -> tuple[int, ...]:
+        """Per arm, the laid-out tokens a sample may take: seq_len, minus one for a paradigm token."""
+        return self._budgets
+
+    @property
+    def merged_count(self) -> int:
+        """How many configurations the arms stand for (>= len(arms); more when some were merged)."""
+        return sum(len(m) for m in self.arm_members)
+
     def paradigm_id(self, arm_index: int) -> int | None:
         """The paradigm token of arm ``arm_index`` (None: no token)."""
         return self._paradigm_ids[arm_index]
@@ -178,7 +194,8 @@ class Mixture:
     def to_dict(self) -> dict[str, Any]:
         """Description saved with the config: name, paradigm settings and every arm's controls."""
         return {"name": self.name, "paradigm": self.paradigm, "append_prob": self.append_prob,
-                "seq_len": self.seq_len, "arms": [a.to_dict() for a in self.arms]}
+                "seq_len": self.seq_len, "arms": [a.to_dict() for a in self.arms],
+                "merged": [list(m) for m in self.arm_members if len(m) > 1]}
 
     # ------------------------------------------------------------------ sampling
 

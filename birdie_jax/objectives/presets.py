@@ -9,6 +9,9 @@
   class's arms) and/or per arm name; only arms with weight > 0 are in the mixture.
 * ``birdie``: all 95 arms of the grid; starts uniform over classes, then uniform
   within a class (spec §6.7); the controller sets the probabilities from outside.
+
+``fixed`` and ``birdie`` merge the arms that coincide at the row length
+(:mod:`~birdie_jax.objectives.dedup`: at ``seq_len`` 256, 95 arms are 57 distinct ones).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import yaml
 
 from birdie_jax.errors import ConfigError
 from birdie_jax.objectives.arms import Arm, InfillArm, NTPArm, PLMArm, birdie_grid
+from birdie_jax.objectives.dedup import merge_coinciding
 from birdie_jax.objectives.mixture import Mixture
 from birdie_jax.tokenizer import OBJECTIVE_CLASSES, SpecialTokens
 
@@ -128,7 +132,7 @@ def build_mixture(cfg: Any, tokenizer: Any, *, seq_len: int) -> Mixture:
         return Mixture(name, [a for a, _ in table], [w for _, w in table], **kw)
     grid = birdie_grid()
     if name == "birdie":
-        return Mixture(name, grid, class_uniform(grid), **kw)
+        return distinct_mixture(name, grid, class_uniform(grid), uniform=True, **kw)
     if cfg.weights is not None and cfg.weights_file is not None:
         raise ConfigError("give mixture.weights or mixture.weights_file, not both")
     if cfg.weights is None and cfg.weights_file is None:
@@ -137,4 +141,17 @@ def build_mixture(cfg: Any, tokenizer: Any, *, seq_len: int) -> Mixture:
     else:
         raw = fixed_weights(cfg.weights if cfg.weights is not None else load_weights_file(cfg.weights_file), grid)
     keep = np.flatnonzero(raw > 0)
-    return Mixture(name, [grid[i] for i in keep], raw[keep] / raw[keep].sum(), **kw)
+    return distinct_mixture(name, [grid[i] for i in keep], raw[keep] / raw[keep].sum(), **kw)
+
+
+def distinct_mixture(name: str, arms: Sequence[Arm], probabilities: Any, *, uniform: bool = False,
+                     **kw: Any) -> Mixture:
+    """A :class:`Mixture` of ``arms`` with the arms that coincide at its row length merged
+    (:func:`~birdie_jax.objectives.dedup.merge_coinciding`): each group's probability mass
+    summed, or (``uniform``) uniform over classes, then over the distinct arms of a class."""
+    full = Mixture(name, arms, probabilities, **kw)
+    merged = merge_coinciding(full.arms, full.probabilities, budgets=full.budgets)
+    if not merged.merged:
+        return full
+    probs = class_uniform(merged.arms) if uniform else merged.probabilities
+    return Mixture(name, merged.arms, probs, members=merged.members, **kw)

@@ -19,6 +19,7 @@ from birdie_jax.data.layout import layout_sample
 from birdie_jax.errors import ConfigError, DataError
 from birdie_jax.objectives.arms import Arm, birdie_grid
 from birdie_jax.objectives.mixture import Mixture
+from birdie_jax.objectives.presets import class_uniform, distinct_mixture
 from birdie_jax.tokenizer import OBJECTIVE_CLASSES, Tokenizer, build_tokenizer
 
 DEFAULT_TEXT = (
@@ -82,14 +83,27 @@ def run_objectives(args: argparse.Namespace) -> int:
         raise DataError("--text is empty")
     tokens = np.concatenate([tokenizer.encode(text), [tokenizer.special.eos]]).astype(np.int32)
     grid = birdie_grid()
+    distinct = distinct_mixture("birdie", grid, class_uniform(grid), uniform=True, special=tokenizer.special,
+                                seq_len=args.seq_len)
+    merged = [list(m) for m in distinct.arm_members if len(m) > 1]
     if args.json:
         samples = [example_sample(a, tokens, tokenizer, seq_len=args.seq_len, seed=args.seed) for a in grid]
         print(json.dumps({"tokenizer": tokenizer.to_dict(), "special": tokenizer.special.to_dict(),
                           "seq_len": args.seq_len, "seed": args.seed, "text": text, "ignore_id": -100,
-                          "arms": samples}))
+                          "arms": samples, "distinct_arms": len(distinct.arms), "merged": merged}))
         return 0
     first = {c: next(a for a in grid if a.objective == c) for c in OBJECTIVE_CLASSES}
     samples = [example_sample(first[c], tokens, tokenizer, seq_len=args.seq_len, seed=args.seed)
                for c in OBJECTIVE_CLASSES]
+    print(arm_count_line(len(grid), distinct, merged))
     print(_text_table(samples, tokenizer))
     return 0
+
+
+def arm_count_line(grid_size: int, distinct: Mixture, merged: list[list[str]]) -> str:
+    """"seq_len 256: 95 arms, 57 distinct" and the merged groups, one per line."""
+    line = f"seq_len {distinct.seq_len}: {grid_size} arms, {len(distinct.arms)} distinct"
+    if not merged:
+        return line + "\n"
+    groups = "\n".join(f"  {' = '.join(m)}" for m in merged)
+    return f"{line} (length buckets the row cuts to the same length are merged):\n{groups}\n"

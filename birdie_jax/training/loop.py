@@ -206,7 +206,7 @@ def _train(cfg: Config, *, resume: bool, stop_after: int | None, quiet: bool, al
         state_floats = sum(x.size for x in jax.tree.leaves(jax.eval_shape(
             lambda: nnx.merge(graphdef, abstract["params"]).init_state(1))) if jnp.issubdtype(x.dtype, jnp.floating))
         progress.note(f"{cfg.model.architecture}: {parameters:,} parameters, state {state_floats:,} floats/sequence;"
-                      f" mixture {cfg.mixture.name}; mesh {dict(mesh.shape)}; run folder {run_dir}")
+                      f" mixture {cfg.mixture.name} ({len(mixture.arms)} distinct arms of {mixture.merged_count}); mesh {dict(mesh.shape)}; run folder {run_dir}")
 
     last_loss, val_loss, pending = math.nan, None, None
     tokens_per_step = cfg.data.batch_size * cfg.data.seq_len

@@ -7,6 +7,7 @@ split over a mesh axis (sequence parallelism); see :mod:`.sharded`.
 """
 
 from .api import (
+    DEFAULT_IMPLEMENTATIONS,
     IMPLEMENTATION_NAMES,
     ImplementationUnavailableError,
     default_implementation,
@@ -18,6 +19,7 @@ from .reference import linear_scan_reference
 from .sharded import linear_scan_sharded
 
 __all__ = [
+    "DEFAULT_IMPLEMENTATIONS",
     "IMPLEMENTATION_NAMES",
     "ImplementationUnavailableError",
     "LinearScanConfig",

@@ -1,66 +1,71 @@
 """Public entry point: :func:`linear_scan`, dispatching to one implementation.
 
-Implementations (see ``IMPLEMENTATIONS``):
+Implementations (see ``IMPLEMENTATION_NAMES``):
 
 - ``"reference"``: sequential fp32 ``lax.scan`` oracle (tests only; slow).
 - ``"scan"``: ``lax.scan`` over time, ``unroll`` from the backend config.
 - ``"associative"``: ``lax.associative_scan`` (log depth, ~2x the work).
-- ``"chunked"``: two vectorised passes over time chunks (the CPU default).
-- ``"pallas"``: Pallas TPU kernel with an fp32 VMEM carry (TPU only).
+- ``"chunked"``: two vectorised passes over time chunks.
+- ``"pallas"``: the backend's Pallas kernel, opt-in: Mosaic on TPU (``pallas_tpu``, fp32
+  VMEM carry), Triton lowering on GPU (``pallas_gpu``, carry in registers). No kernel on CPU.
+
+The default per backend is the table ``DEFAULT_IMPLEMENTATIONS`` (docs/kernels.md).
 
 Axis legend: ``B`` batch, ``T`` time, ``D`` channels.
 """
 
-import warnings
-from typing import Callable, Dict, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from birdie_jax.kernels import dispatch
+from birdie_jax.kernels.dispatch import Implementation, ImplementationUnavailableError
+
 from . import reference, xla
 from .config import LinearScanConfig, default_config
 
-Implementation = Union[None, str, Sequence[str]]
-
 IMPLEMENTATION_NAMES: Tuple[str, ...] = ("reference", "scan", "associative", "chunked", "pallas")
 
-# Default per backend.
+# The default per backend: only implementations verified on that backend (kernels/dispatch.py).
 # - cpu: "chunked", measured by tools/bench_scan.py (docs/benchmarks.md): ~1x of copy
-#   bandwidth forward at B=8, T=4096, D=512 f32, against ~0.3x for lax.scan, whose
-#   cost is per-iteration latency of 4096 tiny [B, D] steps; associative_scan moves
-#   ~log2(T) full arrays.
-# - tpu: "pallas": the state stays in VMEM and a, b, h each cross HBM once (Griffin,
-#   arXiv 2402.19427, found a Pallas scan beats lax.scan and associative_scan on TPU;
-#   recurrentgemma defaults to it there).
-# - gpu: "associative" (not measured here: no GPU was available). Public evidence
-#   (rlax PR #168, ~4.5x over a loop for long T; proger/accelerated-scan) favours
-#   associative_scan on GPU: it is a handful of large fully parallel kernels, whereas
-#   "scan" and "chunked" are while loops of 2C + T/C (or T) small kernels, each paying
-#   launch and loop-condition latency on GPU. Revisit with tools/bench_scan.py on a GPU.
-_BACKEND_DEFAULT: Dict[str, str] = {"cpu": "chunked", "gpu": "associative", "tpu": "pallas"}
+#   bandwidth forward at B=8, T=4096, D=512 f32, against ~0.3x for lax.scan (per-step
+#   latency of 4096 tiny [B, D] steps) and associative_scan (~log2(T) full arrays).
+# - gpu: "associative" (XLA; not measured here: no GPU was available). Public evidence
+#   (rlax PR #168, ~4.5x over a loop for long T; proger/accelerated-scan) favours it on
+#   GPU: a handful of large parallel kernels, where "scan" and "chunked" are while loops
+#   of small kernels each paying launch latency.
+# - tpu: "chunked" (XLA). The Pallas TPU kernel is opt-in until tools/check_kernels.py has
+#   passed on a TPU (it has never run on one; it lowers for TPU, tests/test_pallas_lowering.py).
+DEFAULT_IMPLEMENTATIONS: Dict[str, str] = {"cpu": "chunked", "gpu": "associative", "tpu": "chunked"}
 _FALLBACK_DEFAULT = "chunked"
 
+__all__ = ["DEFAULT_IMPLEMENTATIONS", "IMPLEMENTATION_NAMES", "ImplementationUnavailableError",
+           "default_implementation", "is_available", "linear_scan", "pallas_module"]
 
-class ImplementationUnavailableError(RuntimeError):
-    """The requested implementation cannot run on the current backend."""
+
+def pallas_module(backend: str):
+    """The Pallas kernel module for ``backend`` (``pallas_tpu`` or ``pallas_gpu``); raises
+    ImplementationUnavailableError naming the default when there is none or it fails to import."""
+    return dispatch.load_pallas_module("linear_scan", __package__, backend, default_implementation(backend))
+
+
+_unavailable = dispatch.pallas_unavailable(pallas_module)
 
 
 def is_available(name: str, backend: Optional[str] = None) -> bool:
     """Whether implementation ``name`` can run on ``backend`` (default: the current one)."""
-    backend = backend or jax.default_backend()
-    _check_name(name)
-    if name == "pallas":
-        if backend != "tpu":
-            return False
-        try:
-            from . import pallas_tpu  # noqa: F401
-        except ImportError:
-            return False
-    return True
+    dispatch.check_name("linear_scan", name, IMPLEMENTATION_NAMES)
+    return _unavailable(name, backend or jax.default_backend()) is None
 
 
-def _resolve(name: str, config: LinearScanConfig) -> Callable[..., Tuple[jax.Array, jax.Array]]:
+def default_implementation(backend: Optional[str] = None) -> str:
+    """The implementation ``implementation=None`` picks on ``backend`` (the table above)."""
+    return DEFAULT_IMPLEMENTATIONS.get(backend or jax.default_backend(), _FALLBACK_DEFAULT)
+
+
+def _resolve(name: str, config: LinearScanConfig, backend: str) -> Callable[..., Tuple[jax.Array, jax.Array]]:
     if name == "reference":
         return reference.linear_scan_reference
     if name == "scan":
@@ -74,30 +79,11 @@ def _resolve(name: str, config: LinearScanConfig) -> Callable[..., Tuple[jax.Arr
             a, b, h0, reset, reverse, chunk_size=config.chunk_size, unroll=config.chunk_unroll
         )
     if name == "pallas":
-        from . import pallas_tpu
-
-        return lambda a, b, h0, reset, reverse: pallas_tpu.linear_scan_pallas(
+        kernel = pallas_module(backend).linear_scan_pallas
+        return lambda a, b, h0, reset, reverse: kernel(
             a, b, h0, reset, reverse, block_t=config.block_t, block_d=config.block_d
         )
     raise AssertionError(name)
-
-
-def _check_name(name) -> str:
-    if not isinstance(name, str) or name not in IMPLEMENTATION_NAMES:
-        raise ValueError(
-            f"linear_scan: unknown implementation {name!r}; valid names are "
-            f"{', '.join(IMPLEMENTATION_NAMES)}"
-        )
-    return name
-
-
-def default_implementation(backend: Optional[str] = None) -> str:
-    """The implementation ``implementation=None`` picks on ``backend``."""
-    backend = backend or jax.default_backend()
-    name = _BACKEND_DEFAULT.get(backend, _FALLBACK_DEFAULT)
-    if not is_available(name, backend):
-        return _FALLBACK_DEFAULT
-    return name
 
 
 def _fmt(shape) -> str:
@@ -157,10 +143,10 @@ def linear_scan(
         processed step resets.
       reverse: run from the last step to the first: ``h_t = a_t * h_{t+1} + b_t``, with
         ``h0`` entering at ``t = T-1``.
-      implementation: None picks the backend default (see ``default_implementation``);
-        a name forces that implementation (raising if it cannot run here); a list or
-        tuple of names tries them in order, warning when one is unavailable on the
-        backend and falling back to the next.
+      implementation: None picks the backend default (``DEFAULT_IMPLEMENTATIONS``); a
+        name forces that implementation (raising if it cannot run here; ``"pallas"`` is
+        the backend's Pallas kernel); a list or tuple of names tries them in order,
+        warning when one is unavailable on the backend and falling back to the next.
 
     Returns:
       ``(h, h_last)``: ``h`` ``[B, T, D]`` in the dtype of ``b`` and ``h_last`` ``[B, D]``
@@ -168,9 +154,12 @@ def linear_scan(
       reverse).
 
     Raises:
-      ValueError: bad shapes, or an unknown implementation name.
+      ValueError: bad shapes; ``ConfigError`` (a ValueError) for an unknown
+        implementation name.
       TypeError: non-float ``a``/``b``/``h0`` or non-bool ``reset``.
-      ImplementationUnavailableError: no requested implementation runs on this backend.
+      ImplementationUnavailableError: no requested implementation runs on this backend,
+        or the Pallas kernel cannot tile these shapes with its block sizes (the message
+        names the implementation to use instead).
     """
     a = jnp.asarray(a)
     b = jnp.asarray(b)
@@ -180,34 +169,7 @@ def linear_scan(
     reverse = bool(reverse)
 
     backend = jax.default_backend()
-    if implementation is None:
-        candidates, strict = [default_implementation(backend)], True
-    elif isinstance(implementation, str):
-        candidates, strict = [_check_name(implementation)], True
-    elif isinstance(implementation, (list, tuple)):
-        if not implementation:
-            raise ValueError(
-                "linear_scan: implementation is an empty sequence; valid names are "
-                f"{', '.join(IMPLEMENTATION_NAMES)}"
-            )
-        candidates, strict = [_check_name(n) for n in implementation], False
-    else:
-        raise ValueError(
-            f"linear_scan: implementation must be None, a name or a list of names, got "
-            f"{implementation!r}; valid names are {', '.join(IMPLEMENTATION_NAMES)}"
-        )
-
-    config = default_config(backend)
-    for name in candidates:
-        if not is_available(name, backend):
-            message = f"linear_scan: implementation {name!r} is not available on backend {backend!r}"
-            if strict:
-                raise ImplementationUnavailableError(message)
-            warnings.warn(message + "; trying the next one", RuntimeWarning, stacklevel=2)
-            continue
-        h, h_last = _resolve(name, config)(a, b, h0, reset, reverse)
-        return h.astype(b.dtype), h_last.astype(jnp.float32)
-    raise ImplementationUnavailableError(
-        f"linear_scan: none of the implementations {list(candidates)} is available on "
-        f"backend {backend!r}"
-    )
+    name = dispatch.choose("linear_scan", implementation, IMPLEMENTATION_NAMES, DEFAULT_IMPLEMENTATIONS,
+                           _FALLBACK_DEFAULT, _unavailable, backend)
+    h, h_last = _resolve(name, default_config(backend), backend)(a, b, h0, reset, reverse)
+    return h.astype(b.dtype), h_last.astype(jnp.float32)

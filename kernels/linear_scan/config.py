@@ -22,8 +22,10 @@ class LinearScanConfig:
       chunk_unroll: ``unroll`` of the two ``fori_loop`` passes over the ``C``
         positions of a chunk.
       scan_unroll: ``unroll`` of the "scan" implementation's ``lax.scan``.
-      block_t: time block of the Pallas kernel (multiple of 8).
-      block_d: channel block of the Pallas kernel (multiple of 128 on TPU).
+      block_t: time block of the Pallas kernels: rows per VMEM block on TPU (multiple
+        of 8), rows per straight-line chunk on GPU.
+      block_d: channel block of the Pallas kernels: a multiple of 128 on TPU (a ``D``
+        not above it is one full-width block), a power of two on GPU.
     """
 
     chunk_size: int = 64
@@ -50,7 +52,7 @@ class LinearScanConfig:
 # TPU/GPU: unmeasured starting points.
 DEFAULT_CONFIGS: Dict[str, LinearScanConfig] = {
     "cpu": LinearScanConfig(chunk_size=64, chunk_unroll=2, scan_unroll=1),
-    "gpu": LinearScanConfig(chunk_size=128, chunk_unroll=8, scan_unroll=128),
+    "gpu": LinearScanConfig(chunk_size=128, chunk_unroll=8, scan_unroll=128, block_t=16, block_d=128),
     "tpu": LinearScanConfig(chunk_size=128, chunk_unroll=8, scan_unroll=128, block_t=256, block_d=128),
 }
 

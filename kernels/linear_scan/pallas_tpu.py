@@ -18,8 +18,9 @@ in a ``jax.custom_vjp`` whose backward runs the same kernel in the other directi
 ``da_t = g_t h_{t-1}``, ``dh0 = a_0 g_0`` (see ``xla._with_linear_vjp``).
 
 Runs on TPU; everywhere else only with ``interpret=True`` (tests, tiny shapes). Block
-shapes follow the (8, 128) rule but Mosaic lowering has not been exercised on hardware
-by this project.
+shapes follow the (8, 128) rule; the kernel and its backward lower for TPU without a
+TPU (tests/test_pallas_lowering.py), but it has not run on TPU hardware in this project,
+so it is opt-in (docs/kernels.md).
 """
 
 import functools
@@ -31,10 +32,13 @@ from jax import lax
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import tpu as pltpu
 
-from .xla import _masked_a32, _with_linear_vjp, _zeros_state
+from birdie_jax.kernels.dispatch import ImplementationUnavailableError
+
+from .xla import _masked_a32, run_with_linear_vjp
 
 _F32 = jnp.float32
 _SUBLANES = 8
+_LANES = 128
 
 
 def _round_up(n: int, m: int) -> int:
@@ -63,6 +67,22 @@ def _scan_kernel(a_ref, b_ref, h0_ref, h_ref, h_last_ref, carry_ref, *, block_t,
     @pl.when(t_block == pl.num_programs(2) - 1)
     def _finish():
         h_last_ref[0] = h
+
+
+def check_tiling(channels: int, block_t: int, block_d: int) -> None:
+    """Raises ImplementationUnavailableError for shapes/blocks the TPU kernel cannot tile."""
+    alternative = "or use implementation='chunked'"
+    if channels < 1:
+        raise ImplementationUnavailableError(
+            f"linear_scan pallas (TPU): cannot tile {channels} channels; use implementation='chunked'")
+    if block_t < 1 or block_t % _SUBLANES:
+        raise ImplementationUnavailableError(
+            f"linear_scan pallas (TPU): block_t={block_t} is not a multiple of {_SUBLANES} "
+            f"(TPU sublanes); set LinearScanConfig.block_t to one, {alternative}")
+    if channels > block_d and block_d % _LANES:
+        raise ImplementationUnavailableError(
+            f"linear_scan pallas (TPU): {channels} channels need channel blocks of block_d={block_d}, "
+            f"which is not a multiple of {_LANES} (TPU lanes); set LinearScanConfig.block_d to one, {alternative}")
 
 
 def _pallas_core(a, b, h0, reset, reverse, *, block_t, block_d, interpret):
@@ -108,12 +128,6 @@ def _pallas_core(a, b, h0, reset, reverse, *, block_t, block_d, interpret):
     return h[:, :steps, :channels], h_last[:, 0, :channels]
 
 
-@functools.lru_cache(maxsize=None)
-def _core_for(block_t: int, block_d: int, interpret: bool):
-    # One object per setting so the custom_vjp's static argument is stable.
-    return functools.partial(_pallas_core, block_t=block_t, block_d=block_d, interpret=interpret)
-
-
 def linear_scan_pallas(
     a: jax.Array,
     b: jax.Array,
@@ -130,8 +144,6 @@ def linear_scan_pallas(
     ``block_t`` must be a multiple of 8; ``block_d`` a multiple of 128 on TPU (a
     ``D`` not above ``block_d`` is one full-width block).
     """
-    if block_t % _SUBLANES:
-        raise ValueError(f"linear_scan_pallas: block_t must be a multiple of 8, got {block_t}")
-    core = _core_for(int(block_t), int(block_d), bool(interpret))
-    with jax.named_scope("linear_scan_pallas"):
-        return _with_linear_vjp(core, a, b, _zeros_state(a, h0), reset, bool(reverse))
+    check_tiling(a.shape[2], int(block_t), int(block_d))
+    return run_with_linear_vjp(_pallas_core, "linear_scan_pallas", a, b, h0, reset, reverse,
+                               block_t=int(block_t), block_d=int(block_d), interpret=bool(interpret))

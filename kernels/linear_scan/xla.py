@@ -86,6 +86,23 @@ def _with_linear_vjp_bwd(core, reverse, residuals, cotangents):
 _with_linear_vjp.defvjp(_with_linear_vjp_fwd, _with_linear_vjp_bwd)
 
 
+@functools.lru_cache(maxsize=None)
+def _bind(core: _Core, settings: Tuple[Tuple[str, object], ...]) -> _Core:
+    # One object per (core, settings) so the custom_vjp's static argument is stable across calls.
+    return functools.partial(core, **dict(settings))
+
+
+def run_with_linear_vjp(core: _Core, scope: str, a, b, h0, reset, reverse, **settings):
+    """``core(a, b, h0, reset, reverse, **settings)`` under the linear-recurrence custom VJP.
+
+    For kernels ``jax.grad`` cannot go through (the Pallas kernels): the backward is
+    ``core`` itself run in the other direction. ``settings`` must be hashable.
+    """
+    bound = _bind(core, tuple(sorted(settings.items())))
+    with jax.named_scope(scope):
+        return _with_linear_vjp(bound, a, b, _zeros_state(a, h0), reset, bool(reverse))
+
+
 # ---------------------------------------------------------------------------
 # "scan": lax.scan over time-major arrays.
 # ---------------------------------------------------------------------------

@@ -5,8 +5,8 @@ implementation=None)`` returns ``(y, final_state)``; see :mod:`birdie_jax.kernel
 ``ssd_step`` is the one-token decode step.
 """
 
-from .api import IMPLEMENTATION_NAMES, ssd
+from .api import DEFAULT_IMPLEMENTATIONS, IMPLEMENTATION_NAMES, ssd
 from .reference import heads_from_groups, ssd_reference, ssd_step
 from .xla import segsum, ssd_chunked
 
-__all__ = ["IMPLEMENTATION_NAMES", "heads_from_groups", "segsum", "ssd", "ssd_chunked", "ssd_reference", "ssd_step"]
+__all__ = ["DEFAULT_IMPLEMENTATIONS", "IMPLEMENTATION_NAMES", "heads_from_groups", "segsum", "ssd", "ssd_chunked", "ssd_reference", "ssd_step"]

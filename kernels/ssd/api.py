@@ -4,20 +4,47 @@ Implementations (see ``IMPLEMENTATION_NAMES``):
 
 - ``"reference"``: sequential fp32 ``lax.scan``, one token per step (tests only; slow).
 - ``"chunked"``: the chunked SSD algorithm in XLA (every backend's default).
+- ``"pallas"``: the backend's Pallas kernel, opt-in: Mosaic on TPU (``pallas_tpu``),
+  Triton lowering on GPU (``pallas_gpu``); XLA backward. No kernel on CPU.
+
+The default per backend is the table ``DEFAULT_IMPLEMENTATIONS`` (docs/kernels.md).
 
 Axis legend: b batch, l time, h heads, p head width, g groups, n state size.
 """
 
-from typing import Optional, Sequence, Tuple, Union
+from typing import Dict, Optional, Sequence, Tuple, Union
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from birdie_jax.kernels import dispatch
+from birdie_jax.kernels.dispatch import ImplementationUnavailableError
+
 from . import reference, xla
 
-IMPLEMENTATION_NAMES: Tuple[str, ...] = ("reference", "chunked")
-DEFAULT_IMPLEMENTATION = "chunked"
+IMPLEMENTATION_NAMES: Tuple[str, ...] = ("reference", "chunked", "pallas")
+# The default per backend: only implementations verified there (kernels/dispatch.py). The
+# Pallas kernels are opt-in until tools/check_kernels.py has passed on that hardware.
+DEFAULT_IMPLEMENTATIONS: Dict[str, str] = {"cpu": "chunked", "gpu": "chunked", "tpu": "chunked"}
+DEFAULT_IMPLEMENTATION = "chunked"  # any other backend
+
+__all__ = ["DEFAULT_IMPLEMENTATIONS", "IMPLEMENTATION_NAMES", "ImplementationUnavailableError",
+           "default_implementation", "pallas_module", "ssd"]
+
+
+def default_implementation(backend: Optional[str] = None) -> str:
+    """The implementation ``implementation=None`` picks on ``backend`` (the table above)."""
+    return DEFAULT_IMPLEMENTATIONS.get(backend or jax.default_backend(), DEFAULT_IMPLEMENTATION)
+
+
+def pallas_module(backend: str):
+    """The Pallas kernel module for ``backend`` (``pallas_tpu`` or ``pallas_gpu``); raises
+    ImplementationUnavailableError naming the default when there is none or it fails to import."""
+    return dispatch.load_pallas_module("ssd", __package__, backend, default_implementation(backend))
+
+
+_unavailable = dispatch.pallas_unavailable(pallas_module)
 
 
 def _fmt(shape) -> str:
@@ -87,8 +114,9 @@ def ssd(
       reset: bool [b l]; True where a new packed document starts: the carry is dropped
         before that token (``birdie_jax.models.layers.segment_starts`` gives it).
       chunk_size: Q of the chunked algorithm (the time axis is padded to a multiple).
-      implementation: None (the default, "chunked"), a name, or a list of names (the first
-        is used; every name is checked).
+      implementation: None (the backend default, ``DEFAULT_IMPLEMENTATIONS``), a name
+        (raising if it cannot run here; ``"pallas"`` is the backend's Pallas kernel), or a
+        list of names tried in order (warning and falling back when one cannot run).
 
     Returns:
       ``(y, final_state)``: y [b l h p] in the dtype of x; final_state float32 [b h p n],
@@ -96,23 +124,21 @@ def ssd(
 
     Raises:
       ValueError: bad shapes, chunk size or implementation name; TypeError: bad dtypes.
+      ImplementationUnavailableError: the implementation cannot run on this backend, or
+        the Pallas kernel cannot tile these sizes (the message names the alternative).
     """
     x, dt, A, B, C = map(jnp.asarray, (x, dt, A, B, C))
     D = None if D is None else jnp.asarray(D)
     initial_state = None if initial_state is None else jnp.asarray(initial_state)
     reset = None if reset is None else jnp.asarray(reset)
     _validate(x, dt, A, B, C, D, initial_state, reset, chunk_size)
-    name = _pick(implementation)
+    backend = jax.default_backend()
+    name = dispatch.choose("ssd", implementation, IMPLEMENTATION_NAMES, DEFAULT_IMPLEMENTATIONS,
+                           DEFAULT_IMPLEMENTATION, _unavailable, backend)
     if name == "reference":
         return reference.ssd_reference(x, dt, A, B, C, D, initial_state, reset)
+    if name == "pallas":
+        kernel = pallas_module(backend).ssd_pallas
+        return kernel(x, dt, A, B, C, D, initial_state, reset, chunk_size=int(chunk_size))
     with jax.named_scope("ssd_chunked"):
         return xla.ssd_chunked(x, dt, A, B, C, D, initial_state, reset, chunk_size=int(chunk_size))
-
-
-def _pick(implementation) -> str:
-    names = [DEFAULT_IMPLEMENTATION] if implementation is None else (
-        [implementation] if isinstance(implementation, str) else list(implementation))
-    if not names or any(n not in IMPLEMENTATION_NAMES for n in names):
-        raise ValueError(f"ssd: unknown implementation {implementation!r}; valid names are "
-                         f"{', '.join(IMPLEMENTATION_NAMES)}")
-    return names[0]

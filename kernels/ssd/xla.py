@@ -62,6 +62,20 @@ def _pad_time(v: jax.Array, pad: int) -> jax.Array:
     return jnp.pad(v, widths)
 
 
+def pad_to_chunks(x, dt, B, C, reset, q: int):
+    """(chunks, x, dt, B, C in float32, reset) with time padded to a multiple of ``q``.
+
+    Padding is dt = 0 (decay 1, no input) and no reset, so the state passes through unchanged.
+    """
+    batch, length = x.shape[:2]
+    chunks = -(-length // q)
+    pad = chunks * q - length
+    if reset is None:
+        reset = jnp.zeros((batch, length), bool)
+    x32, dt32, b32, c32 = (_pad_time(v.astype(_F32), pad) for v in (x, dt, B, C))
+    return chunks, x32, dt32, b32, c32, _pad_time(reset, pad)
+
+
 def ssd_chunked(
     x: jax.Array,
     dt: jax.Array,
@@ -88,14 +102,7 @@ def ssd_chunked(
     groups, size = B.shape[2], B.shape[3]
     per_group = heads // groups
     q = min(int(chunk_size), length)
-    chunks = -(-length // q)
-    pad = chunks * q - length
-
-    if reset is None:
-        reset = jnp.zeros((batch, length), bool)
-    # Padding: dt = 0 (decay 1, no input), no reset, so the state passes through unchanged.
-    x32, dt32, b32, c32 = (_pad_time(v.astype(_F32), pad) for v in (x, dt, B, C))
-    reset = _pad_time(reset, pad)
+    chunks, x32, dt32, b32, c32, reset = pad_to_chunks(x, dt, B, C, reset, q)
 
     a_bar = (dt32 * A.astype(_F32)).reshape(batch, chunks, q, groups, per_group)  # [b c q g r]
     xs = (x32 * dt32[..., None]).reshape(batch, chunks, q, groups, per_group, width)  # [b c q g r p]
