@@ -140,6 +140,8 @@ def main() -> None:
     parser.add_argument("--out", default="docs/reliability/chaos.json")
     args = parser.parse_args()
     rng = random.Random(args.seed)
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                            cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip()
     work = tempfile.mkdtemp(prefix="birdie_chaos_")
     try:
         reference_run = run_once(os.path.join(work, "reference"), None)
@@ -167,8 +169,6 @@ def main() -> None:
         "fallback_warnings": sum(len(launch["fallback_warnings"]) for launch in launches),
         "uninterrupted_seconds": reference_run["seconds"],
     }
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                            cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip()
     result = {"code": commit or "unknown", "command": " ".join(["birdie-jax train --config hawk_tiny --resume train.run_dir=RUN", *RUN]),
               "seed": args.seed, "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores shared with other "
               "jobs (run under nice)", "summary": summary, "trials": trials}
