@@ -224,6 +224,10 @@ class DataConfig:
       validation_fraction: share of documents held out for evaluation.
       num_workers: Grain prefetch processes (0: in-process).
       shuffle: shuffle documents every epoch.
+      process_split: how several processes share the data: ``documents`` (each reads its
+        own slice of the documents and packs only its rows: the least work) or ``rows``
+        (each packs the whole global batch and keeps its rows: the same batches whatever
+        the number of processes, at that many times the data-pipeline work).
     """
 
     corpus: str = "builtin"
@@ -236,8 +240,10 @@ class DataConfig:
     validation_fraction: float = 0.05
     num_workers: int = 0
     shuffle: bool = True
+    process_split: str = "documents"
 
     def __post_init__(self):
+        _check_choice("data.process_split", self.process_split, ("documents", "rows"))
         _check_choice("data.format", self.format, ("auto", "text", "jsonl", "dir"))
         for name in ("corpus", "tokenizer", "text_field"):
             _check_path(f"data.{name}", getattr(self, name))

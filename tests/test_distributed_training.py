@@ -96,7 +96,9 @@ def test_resume_on_one_device_continues_the_eight_device_run(runs):
                                atol=TOL)
 
 
-TWO_PROCESS_MESH = ["mesh.data=2", "mesh.fsdp=2", "mesh.sequence=2"]
+# data.process_split=rows: both processes pack the global batch and keep their rows, so the
+# batches equal the single-process run's (with the default, each reads half the documents).
+TWO_PROCESS_MESH = ["mesh.data=2", "mesh.fsdp=2", "mesh.sequence=2", "data.process_split=rows"]
 
 
 def _launch_two_processes(run_dir: str, kill_after: int) -> list[subprocess.Popen]:

@@ -17,7 +17,7 @@ from flax import nnx
 
 from birdie_jax.config import Config, config_to_yaml
 from birdie_jax.data.corpus import load_documents, split_documents
-from birdie_jax.data.pipeline import make_batch_iterator
+from birdie_jax.data.pipeline import make_batch_dataset, make_batch_iterator
 from birdie_jax.errors import BirdieError, CheckpointError, ConfigError
 from birdie_jax.models import build_model
 from birdie_jax.plotting import plot_loss_curve
@@ -303,6 +303,14 @@ def _training_iterator(cfg: Config, tokenizer, documents, mixture, shard: int, s
     """This process's batch stream (its rows of each global batch): packed samples of the
     mixture, or continuing streams for TBTT."""
     rows = cfg.data.batch_size // shards
+    if cfg.data.process_split == "rows" and shards > 1:  # pack the global batch, keep this process's rows
+        if cfg.initial_state.kind == "tbtt":
+            raise ConfigError("data.process_split=rows is not available with initial_state=tbtt")
+        start = shard * rows
+        return iter(make_batch_dataset(documents, tokenizer, seq_len=cfg.data.seq_len, batch_size=cfg.data.batch_size,
+                                       seed=cfg.seed, shuffle=cfg.data.shuffle, num_workers=cfg.data.num_workers,
+                                       sample_transform=mixture).map(
+            lambda batch: {k: v[start:start + rows] for k, v in batch.items()}))
     if cfg.initial_state.kind == "tbtt":
         if cfg.mixture.name != "clm":
             raise ConfigError(f"initial_state=tbtt carries documents across batches and needs mixture=clm "
