@@ -1,9 +1,10 @@
-"""Command line: ``birdie-jax train | generate | info | objectives | plot-mixture | analyze``.
+"""Command line: ``birdie-jax train | generate | info | objectives | plot-mixture | analyze | eval``.
 
 Every problem with user input ends with one line ``error: ...`` and exit status 2.
 """
 
 import argparse
+import dataclasses
 import json
 import sys
 
@@ -38,14 +39,20 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--top-p", type=float, default=None)
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
+    g.add_argument("--stop-at-newline", action="store_true", help="end the continuation at its first newline")
+    g.add_argument("--layout", choices=["trained", "prefix", "causal"], default="trained",
+                   help="prompt layout: as trained (default), prompt + [BG], or [BG] + prompt")
+    g.add_argument("--paradigm", default="auto", help="paradigm token: auto (as trained), none, or a name")
 
     from birdie_jax.analysis.cli import add_analyze_parser
+    from birdie_jax.evals.cli import add_eval_parser
     from birdie_jax.controller.plot import add_plot_mixture_parser
     from birdie_jax.objectives.show import add_objectives_parser
 
     add_objectives_parser(sub)
     add_plot_mixture_parser(sub)
     add_analyze_parser(sub)
+    add_eval_parser(sub)
 
     i = sub.add_parser("info", help="show a config, its parameter count and state size")
     i.add_argument("--config", required=True)
@@ -86,13 +93,31 @@ def _generate(args) -> int:
         raise _usage("give --prompt TEXT (or --context and --question with --jrt)")
     else:
         prompt = args.prompt
+    from birdie_jax.evals.evaluator import newline_ids
+    from birdie_jax.prompt_format import PromptFormat
+
+    if args.paradigm not in ("auto", "none"):
+        PromptFormat(True, args.paradigm)  # an unknown name: one clear line
     try:
         sampling = Sampling(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, seed=args.seed)
     except ValueError as e:
         raise _usage(str(e)) from None
     run = load_checkpoint(args.checkpoint, args.step)
-    print(prompt + generate_text(run, prompt, args.max_new_tokens, sampling))
+    if args.stop_at_newline:
+        sampling = dataclasses.replace(sampling, stop_ids=newline_ids(run.tokenizer))
+    layout = {"trained": None, "prefix": True, "causal": False}[args.layout]
+    continuation = generate_text(run, prompt, args.max_new_tokens, sampling, prompt_as_prefix=layout,
+                                 paradigm=args.paradigm)
+    if args.stop_at_newline:
+        continuation = continuation.split("\n")[0]
+    print(prompt)
+    print(CONTINUATION_RULE)
+    print(continuation)
     return 0
+
+
+#: The line ``generate`` prints between the prompt and the model's continuation.
+CONTINUATION_RULE = "----- continuation -----"
 
 
 def _info(args) -> int:
@@ -101,8 +126,10 @@ def _info(args) -> int:
     from birdie_jax.config import config_to_yaml, load_config
     from birdie_jax.models import build_model, count_parameters, state_size
 
+    from flax import nnx
+
     cfg = load_config(args.config, *args.overrides)
-    model = build_model(cfg, seed=cfg.seed)
+    model = nnx.eval_shape(lambda: build_model(cfg, seed=cfg.seed))  # shapes only: paper sizes need no memory
     info = {"name": cfg.name, "architecture": cfg.model.architecture, "parameters": count_parameters(model),
             "state_floats_per_sequence": state_size(model, cache_len=cfg.data.seq_len),
             "vocab_size": model.cfg.vocab_size}
@@ -142,10 +169,11 @@ def main(argv: list[str] | None = None) -> int:
 
     from birdie_jax.analysis.cli import run_analyze
     from birdie_jax.controller.plot import run_plot_mixture
+    from birdie_jax.evals.cli import run_eval
     from birdie_jax.objectives.show import run_objectives
 
     handlers = {"train": _train, "generate": _generate, "info": _info, "objectives": run_objectives,
-                "plot-mixture": run_plot_mixture, "analyze": run_analyze}
+                "plot-mixture": run_plot_mixture, "analyze": run_analyze, "eval": run_eval}
     try:
         return handlers[args.command](args)
     except (BirdieError, _UsageError) as e:

@@ -28,8 +28,8 @@ ARCHITECTURES = ("gated_ssm", "hawk", "transformer", "mamba2", "hybrid")
 # Whether a single-architecture model puts an MLP after each mixer.
 ARCHITECTURE_HAS_MLP = {"gated_ssm": False, "hawk": True, "transformer": True, "mamba2": False}
 # Mixers a ``model.layers`` pattern may name, and those with a bidirectional (prefix) variant.
-LAYER_MIXERS = ("gated_ssm", "hawk", "transformer", "mamba2")
-BIDIRECTIONAL_MIXERS = ("gated_ssm", "hawk", "transformer")
+LAYER_MIXERS = ("gated_ssm", "hawk", "transformer", "mamba2", "based", "pla", "swa", "gated_conv", "gated_ssm_plus")
+BIDIRECTIONAL_MIXERS = ("gated_ssm", "hawk", "transformer", "gated_ssm_plus")
 MLP_KINDS = ("gelu", "swiglu")
 INIT_SCHEMES = ("fan_in", "normal")
 DTYPES = ("float32", "bfloat16")
@@ -96,6 +96,16 @@ class ModelConfig:
         every matrix, init_std/√(2·n_layers) for the projections back into the residual).
       norm_eps: RMSNorm epsilon of the pre-norms and the final norm.
       embed_scale: multiply embeddings by √d_model (Griffin style); False for Based/JRT.
+      la_feature_dim: f of the ``based``/``pla`` layers (Taylor features 1 + f + f²; heads
+        ``num_heads``, value width ``head_dim``).
+      la_chunk: chunk length of the chunked linear-attention form.
+      la_implementation: force a ``linear_attention`` implementation (None: chunked).
+      swa_window: tokens before the current one that ``swa`` attends to (heads ``num_heads``
+        × ``head_dim``, RoPE base ``rope_base``).
+      gated_conv_width: kernel width of the ``gated_conv`` short convolution.
+      max_prefix_len: the longest prompt prefix PLA models read at inference (M = min(L, this)).
+      rope_scaling: RoPE position interpolation factor s (positions divided by s): a Transformer
+        trained at length L reads s·L tokens (set max_len to match), as Birdie extends 2k → 16k.
     """
 
     architecture: str = "hawk"
@@ -127,6 +137,13 @@ class ModelConfig:
     init: str = "fan_in"
     norm_eps: float = 1e-6
     embed_scale: bool = True
+    la_feature_dim: int = 16
+    la_chunk: int = 64
+    la_implementation: str | None = None
+    swa_window: int = 128
+    gated_conv_width: int = 3
+    max_prefix_len: int = 1024
+    rope_scaling: float = 1.0
 
     def __post_init__(self):
         _check_choice("model.architecture", self.architecture, ARCHITECTURES)
@@ -149,10 +166,17 @@ class ModelConfig:
             _check_positive("model.vocab_size", self.vocab_size)
         if self.mlp_expansion <= 0:
             raise ConfigError(f"model.mlp_expansion must be > 0, got {self.mlp_expansion}")
+        if self.rope_scaling <= 0:
+            raise ConfigError(f"model.rope_scaling must be > 0, got {self.rope_scaling}")
         _check_choice("model.mlp", self.mlp, MLP_KINDS)
         _check_choice("model.init", self.init, INIT_SCHEMES)
         _check_positive("model.mlp_multiple", self.mlp_multiple)
         _check_positive("model.norm_eps", self.norm_eps)
+        for name in ("la_feature_dim", "la_chunk", "swa_window", "gated_conv_width", "max_prefix_len"):
+            _check_positive(f"model.{name}", getattr(self, name))
+        if self.la_implementation is not None:
+            _check_choice("model.la_implementation", self.la_implementation,
+                          ("reference", "quadratic", "chunked", "recurrent"))
         self._check_layers()
 
     def _check_mamba2_heads(self) -> None:
@@ -214,8 +238,12 @@ class DataConfig:
     """Where text comes from and how it becomes batches.
 
     Attributes:
-      corpus: ``builtin`` (Python's pydoc topics, no download), a text/JSONL file or a folder.
-      format: ``auto``, ``text``, ``jsonl`` or ``dir``.
+      corpus: ``builtin`` (Python's pydoc topics, no download), a text/JSONL file or a folder,
+        or a generated recall task: ``mqar``, ``phonebook``, ``set_disjointness`` (sizes in
+        the ``generated`` section; loss only where the task puts labels).
+      format: ``auto``, ``text``, ``jsonl``, ``dir``, or ``pairs``: prompt/answer pairs (a JSONL
+        file of ``{"prompt", "answer"}``, or a generated task) trained with the prompt as the
+        prefix and loss on the answer only.
       text_field: JSONL field holding the text.
       tokenizer: ``byte`` or a path to a ``tokenizers`` JSON / SentencePiece model file.
       num_sentinels: size of the reserved sentinel pool.
@@ -244,7 +272,7 @@ class DataConfig:
 
     def __post_init__(self):
         _check_choice("data.process_split", self.process_split, ("documents", "rows"))
-        _check_choice("data.format", self.format, ("auto", "text", "jsonl", "dir"))
+        _check_choice("data.format", self.format, ("auto", "text", "jsonl", "dir", "pairs"))
         for name in ("corpus", "tokenizer", "text_field"):
             _check_path(f"data.{name}", getattr(self, name))
         for name in ("seq_len", "batch_size", "num_sentinels"):
@@ -320,7 +348,7 @@ class TrainConfig:
             raise ConfigError(f"train.min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
 
 
-MIXTURES = ("clm", "ul2", "ul2_decoder", "fixed", "birdie")
+MIXTURES = ("clm", "ul2", "ul2_decoder", "fixed", "birdie", "jrt")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -341,6 +369,15 @@ class MixtureConfig:
         ``fixed``/``birdie``, UL2's R/X/S for ``ul2``/``ul2_decoder``, off for ``clm``).
       paradigm_append_prob: probability the paradigm token goes at the end of the prefix.
       val_rows_per_config: held-out rows per configuration for per-configuration validation.
+      mask_token_id: ``jrt``: the [MASK] id of MLM (None: the tokenizer's reserved [MASK]; an
+        id the tokenizer emits is an error).
+      mlm_prob: ``jrt``: probability that a prefix token is masked (and predicted).
+      mlm_weight: ``jrt``: weight of the MLM term, L = L_NTP + mlm_weight·L_MLM.
+      mlm_normalized: ``jrt``: divide that sum by 1 + mlm_weight (the paper's Eq. 5).
+      prefix_len: ``jrt`` with ``prefix_split: range``: prefix length M ~ U{lo..hi} tokens
+        (capped at the piece length − 1); hi must be shorter than ``data.seq_len``.
+      prefix_split: ``jrt``: ``range`` (``prefix_len``) or ``half`` (M = L/2, the reference's
+        fixed split: each row-long piece of a document is one sample with its first half as prefix).
     """
 
     name: str = "clm"
@@ -349,6 +386,12 @@ class MixtureConfig:
     paradigm_tokens: bool | None = None
     paradigm_append_prob: float = 0.5
     val_rows_per_config: int = 2
+    mask_token_id: int | None = None
+    mlm_prob: float = 0.15
+    mlm_weight: float = 0.25
+    mlm_normalized: bool = False
+    prefix_len: tuple[int, int] = (16, 1024)
+    prefix_split: str = "range"
 
     def __post_init__(self):
         _check_choice("mixture.name", self.name, MIXTURES)
@@ -358,6 +401,13 @@ class MixtureConfig:
         _check_positive("mixture.val_rows_per_config", self.val_rows_per_config)
         if self.weights is not None and any(w < 0 for w in self.weights.values()):
             raise ConfigError(f"mixture.weights must be >= 0, got {self.weights}")
+        if not 0.0 <= self.mlm_prob < 1.0:
+            raise ConfigError(f"mixture.mlm_prob must be in [0, 1), got {self.mlm_prob}")
+        if self.mlm_weight < 0:
+            raise ConfigError(f"mixture.mlm_weight must be >= 0, got {self.mlm_weight}")
+        if not 1 <= self.prefix_len[0] <= self.prefix_len[1]:
+            raise ConfigError(f"mixture.prefix_len must be [lo, hi] with 1 <= lo <= hi, got {list(self.prefix_len)}")
+        _check_choice("mixture.prefix_split", self.prefix_split, ("range", "half"))
 
 
 INITIAL_STATES = ("zero", "random_noise", "fitted_noise", "state_passing", "tbtt")
@@ -401,6 +451,52 @@ class InitialStateConfig:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class GeneratedDataConfig:
+    """Sizes of the generated training corpora (``data.corpus: mqar | phonebook | set_disjointness``).
+
+    Attributes:
+      num_examples: training examples (validation adds ``data.validation_fraction`` of this, drawn apart).
+      vocab_size: id range V of MQAR and set disjointness (<= the tokenizer's base vocabulary).
+      mqar_seq_len, mqar_num_pairs: MQAR's (T, n).
+      phonebook_entries: book sizes [min, max]; phonebook_queries: k in [min, max].
+      set_sizes: set disjointness (|A|, |B|).
+    """
+
+    num_examples: int = 20_000
+    vocab_size: int = 256
+    mqar_seq_len: int = 64
+    mqar_num_pairs: int = 4
+    phonebook_entries: tuple[int, int] = (200, 800)
+    phonebook_queries: tuple[int, int] = (1, 32)
+    set_sizes: tuple[int, int] = (4, 16)
+
+    def __post_init__(self):
+        for name in ("num_examples", "vocab_size", "mqar_seq_len", "mqar_num_pairs"):
+            _check_positive(f"generated.{name}", getattr(self, name))
+        for name in ("phonebook_entries", "phonebook_queries", "set_sizes"):
+            lo, hi = getattr(self, name)
+            if lo < 1 or (name != "set_sizes" and hi < lo) or hi < 1:
+                raise ConfigError(f"generated.{name} must be positive [min, max], got {[lo, hi]}")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class EvalConfig:
+    """Recall evaluations run during training at ``train.eval_every`` (see ``birdie_jax.evals``).
+
+    Attributes:
+      tasks: task names (``mqar``, ``phonebook``, ...), logged as ``eval/<task>``.
+      num_examples: examples per slice of each task; seed: the tasks' seed.
+    """
+
+    tasks: tuple[str, ...] = ()
+    num_examples: int = 8
+    seed: int = 0
+
+    def __post_init__(self):
+        _check_positive("eval.num_examples", self.num_examples)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Config:
     """A whole experiment: model, data, training, objectives and initial states, plus a name,
     the seed and (optionally) a checkpoint whose parameters start the run (post-training)."""
@@ -415,6 +511,24 @@ class Config:
     initial_state: InitialStateConfig = InitialStateConfig()
     controller: ControllerConfig = ControllerConfig()
     mesh: MeshConfig = MeshConfig()
+    generated: GeneratedDataConfig = GeneratedDataConfig()
+    eval: EvalConfig = EvalConfig()
+
+    def __post_init__(self):
+        """Checks that span sections (JRT-RNN: prefix layers, the jrt mixture, the row length)."""
+        pla = [i for i in range(self.model.n_layers) if self.model.layer_mixer(i) == "pla"]
+        if pla and self.mixture.name == "clm":
+            raise ConfigError(f"model.layers puts prefix linear attention (pla) at layers {pla}, but mixture=clm "
+                              "gives no prefixes: PLA would be plain Based and its encoder projections never "
+                              "train; use mixture=jrt (or another prefix mixture), or based layers")
+        if self.mixture.name == "jrt":
+            if self.mixture.prefix_split == "range" and self.mixture.prefix_len[1] >= self.data.seq_len:
+                raise ConfigError(f"mixture.prefix_len upper bound {self.mixture.prefix_len[1]} is not shorter than "
+                                  f"data.seq_len={self.data.seq_len}: a prefix longer than the sequence leaves no "
+                                  "token to predict")
+            if self.train.grad_accum > 1:
+                raise ConfigError("mixture=jrt averages its NTP and MLM terms over the whole batch; train.grad_accum "
+                                  f"must be 1 with it (got {self.train.grad_accum})")
 
     def __post_init__(self):
         _check_path("init_from", self.init_from)
@@ -505,7 +619,8 @@ def _coerce(field: str, value: Any, annotation: Any) -> Any:
 
 
 _SECTIONS = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig, "mixture": MixtureConfig,
-             "initial_state": InitialStateConfig, "controller": ControllerConfig, "mesh": MeshConfig}
+             "initial_state": InitialStateConfig, "controller": ControllerConfig, "mesh": MeshConfig,
+             "generated": GeneratedDataConfig, "eval": EvalConfig}
 # A section given a plain value sets this field of it (``mixture=ul2`` -> ``mixture.name=ul2``).
 _SECTION_SHORTHAND = {"mixture": "name", "initial_state": "kind"}
 

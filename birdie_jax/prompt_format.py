@@ -40,12 +40,12 @@ class PromptFormat:
 def training_format(cfg) -> PromptFormat:
     """The layout and "continue the prompt" paradigm of a run trained with config ``cfg``.
 
-    Any non-CLM mixture trains on prefix-LM samples (so does a bidirectional model), hence
-    the prefix layout; the paradigm is the prefix-LM one in the mixture's paradigm mode:
+    Any non-CLM mixture trains on prefix-LM samples (so does a bidirectional model, and
+    ``data.format: pairs``), hence the prefix layout; the paradigm is the prefix-LM one in the mixture's paradigm mode:
     ``[P:plm]`` for class tokens (birdie, fixed), ``[S]`` for UL2, none when the run had none.
     """
     mixture = cfg.mixture
-    as_prefix = cfg.model.bidirectional != "none" or mixture.name != "clm"
+    as_prefix = cfg.model.bidirectional != "none" or mixture.name != "clm" or cfg.data.format == "pairs"
     tokens_on = mixture.paradigm_tokens if mixture.paradigm_tokens is not None else mixture.name != "clm"
     if not tokens_on or not as_prefix:
         return PromptFormat(as_prefix, None)

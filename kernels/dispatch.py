@@ -125,3 +125,35 @@ def choose(kernel: str, implementation: Implementation, names: Sequence[str],
     raise ImplementationUnavailableError(
         f"{kernel}: none of the implementations {tried} is available on backend {backend!r}; "
         f"use implementation={default!r} (the {backend} default) or implementation=None")
+
+
+class KernelDispatch:
+    """One kernel API's choice of implementation: its names, backend table and Pallas modules."""
+
+    def __init__(self, kernel: str, package: str, names: Sequence[str], defaults: Dict[str, str], fallback: str):
+        self.kernel, self.package, self.names, self.defaults, self.fallback = kernel, package, names, defaults, fallback
+        self.unavailable = pallas_unavailable(self.pallas_module)
+
+    def default(self, backend: Optional[str] = None) -> str:
+        """The implementation ``implementation=None`` picks on ``backend`` (default: the current one)."""
+        return self.defaults.get(backend or jax.default_backend(), self.fallback)
+
+    def pallas_module(self, backend: str):
+        """The Pallas kernel module for ``backend``; ImplementationUnavailableError naming the default if none."""
+        return load_pallas_module(self.kernel, self.package, backend, self.default(backend))
+
+    def choose(self, implementation: Implementation, backend: str) -> str:
+        """The implementation to run (see :func:`choose`)."""
+        return choose(self.kernel, implementation, self.names, self.defaults, self.fallback, self.unavailable, backend)
+
+
+TRITON_MIN_TILE = 16  # the smallest tl.dot extent
+
+
+def check_triton_tiles(kernel: str, sizes: Dict[str, int]) -> None:
+    """Raises ImplementationUnavailableError naming 'chunked' unless every size is a power of two >= 16."""
+    for what, value in sizes.items():
+        if value < TRITON_MIN_TILE or value & (value - 1):
+            raise ImplementationUnavailableError(
+                f"{kernel} pallas (GPU): {what} = {value} is not a power of two >= {TRITON_MIN_TILE} (the Triton "
+                f"matmul tiles); use implementation='chunked'")

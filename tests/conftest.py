@@ -16,7 +16,9 @@ ARCHITECTURES = ("gated_ssm", "hawk", "transformer")  # every one also has bidir
 CAUSAL_ONLY_ARCHITECTURES = ("mamba2",)  # no bidirectional variant (config rejects it)
 ALL_ARCHITECTURES = ARCHITECTURES + CAUSAL_ONLY_ARCHITECTURES
 # Per-layer patterns (model.architecture=hybrid), named as test ids.
-HYBRIDS = {"hybrid": ("hawk+mlp", "transformer", "gated_ssm+mlp")}
+# Between them they hold every mixer that has no single-architecture model (based, pla, swa,
+# gated_conv, gated_ssm_plus); "jrt" is JRT-RNN's layer period, shortened.
+HYBRIDS = {"jrt": ("gated_conv+mlp", "pla+mlp", "swa+mlp"), "hybrid": ("based+mlp", "gated_ssm_plus")}
 CONTRACT_MODELS = ALL_ARCHITECTURES + tuple(HYBRIDS)  # every model the state-contract tests cover
 TINY = dict(vocab_size=128, d_model=32, n_layers=2, state_dim=24, num_heads=2, head_dim=16, max_len=64,
             mamba_head_dim=8, mamba_d_state=8, mamba_chunk=4)
@@ -26,7 +28,8 @@ def tiny_model_config(architecture: str, **overrides) -> ModelConfig:
     """A tiny config of one architecture or of a named hybrid pattern (``HYBRIDS``)."""
     if architecture in HYBRIDS:
         layers = HYBRIDS[architecture]
-        overrides = {"n_layers": len(layers), "layers": layers, **overrides}
+        overrides = {"n_layers": max(len(layers), 2), "layers": layers, "la_feature_dim": 4, "swa_window": 3,
+                     "mlp": "swiglu", **overrides}
         architecture = "hybrid"
     return ModelConfig(architecture=architecture, **{**TINY, **overrides})
 

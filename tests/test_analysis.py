@@ -1,8 +1,10 @@
 """The length-generalization analyses on a tiny random model: files, structure and definitions."""
 
 import argparse
+import importlib
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -12,9 +14,9 @@ from flax import nnx
 from birdie_jax import analysis
 from birdie_jax.analysis import cli as analysis_cli
 from birdie_jax.analysis.common import AnalysisError, greedy_continue, last_logits, run_chunks
-from birdie_jax.analysis.copy_task import character_accuracy, copy_example
+from birdie_jax.evals.copy import character_accuracy, copy_example
 from birdie_jax.analysis.effrem import effrem_grid, suffix_rows, total_variation
-from birdie_jax.analysis.passkey import FILLER, QUESTION, TASK, answer_matches, filler_count, passkey_prompt
+from birdie_jax.evals.passkey import FILLER, QUESTION, TASK, answer_matches, filler_count, passkey_prompt
 from birdie_jax.errors import BirdieError
 from birdie_jax.generation import generate
 from birdie_jax.inference import LoadedRun
@@ -93,14 +95,27 @@ def test_effrem_definition_on_constructed_models():
     pad = 99
     np.testing.assert_array_equal(analysis.effrem_curve(last_token_only, sequences, ts, pad), 0.0)
     remembered = analysis.effrem_curve(first_token_only, sequences, ts, pad)
-    expected = [[total_variation(table[s[0]], table[s[t]]) for t in ts] for s in sequences]
+    expected = [[_tv(table[s[0]], table[s[t]]) for t in ts] for s in sequences]
     np.testing.assert_allclose(remembered, expected, atol=1e-12)
     assert remembered[:, 0].max() == 0.0
+
+
+def _tv(logits_a, logits_b):
+    """Total variation of the two next-token distributions, re-derived here (independent of
+    birdie_jax.analysis): ½ Σ_v |p_v − q_v| with p, q the softmax of the logits."""
+    p, q = (np.exp(z - np.max(z)) / np.exp(z - np.max(z)).sum() for z in (np.asarray(logits_a, np.float64),
+                                                                            np.asarray(logits_b, np.float64)))
+    return 0.5 * float(np.abs(p - q).sum())
 
 
 def test_total_variation_bounds():
     assert total_variation(np.zeros(5), np.zeros(5)) == 0.0
     assert total_variation(np.array([100.0, 0.0]), np.array([0.0, 100.0])) == pytest.approx(1.0)
+    # log(3) vs 0 on two tokens: p = (3/4, 1/4), q = (1/2, 1/2), TV = 1/4.
+    assert total_variation(np.array([np.log(3.0), 0.0]), np.zeros(2)) == pytest.approx(0.25)
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(2, 9))
+    assert total_variation(a, b) == pytest.approx(_tv(a, b), rel=1e-12)
 
 
 def test_padded_suffix_equals_the_suffix_alone(model):
@@ -149,7 +164,42 @@ def test_passkey_files_and_heat_map(model, tmp_path):
                               out_dir=str(tmp_path))
     saved = _check_files(result, str(tmp_path), "passkey")
     assert np.asarray(saved["accuracy"]).shape == (2, 2) and saved["depths"] == [0.1, 0.9]
-    assert all(n <= limit for n, limit in zip(saved["prompt_tokens"], [260, 300]))
+    assert all(n <= limit for n, limit in zip(saved["prompt_tokens"], [260, 300], strict=True))
+
+
+def test_passkey_scores_each_cell(monkeypatch):
+    """A stub reader that finds the key only in the first half of the prompt: accuracy 1 at
+    depth 0.1 and 0 at depth 0.9, at every length, in the right cells (lengths × depths)."""
+    def reader(model, tokenizer, prompts, max_new, **kw):
+        out = []
+        for ids in prompts:
+            text = tokenizer.decode(ids)
+            found = re.search(r"The pass key is (\d+)\.", text)
+            key = int(found.group(1)) if found.start() < len(text) / 2 else int(found.group(1)) + 1
+            out.append(tokenizer.encode(f" {key}. Remember"[:max_new]))
+        return out
+
+    monkeypatch.setattr(importlib.import_module("birdie_jax.analysis.passkey"), "greedy_continue", reader)
+    result = analysis.passkey(None, TOKENIZER, [500, 700, 900], [0.1, 0.9], trials=3)
+    assert result["accuracy"] == [[1.0, 0.0], [1.0, 0.0], [1.0, 0.0]]
+    assert [e["depth"] for e in result["examples"]] == [0.1, 0.9] * 3
+
+
+def test_copy_task_scores_characters(monkeypatch):
+    """A stub copier that gets every other character right: accuracy ⌈n/2⌉/n per length, std 0."""
+    def copier(model, tokenizer, prompts, max_new, **kw):
+        out = []
+        for ids in prompts:
+            text = tokenizer.decode(ids[:-1])  # the string, without [COPY]
+            out.append(np.append(tokenizer.encode("".join(c if i % 2 == 0 else "#" for i, c in enumerate(text))),
+                                 tokenizer.special.eos))
+        return out
+
+    monkeypatch.setattr(importlib.import_module("birdie_jax.analysis.copy_task"), "greedy_continue", copier)
+    result = analysis.copy_task(None, TOKENIZER, [3, 4, 7], trials=2, seeds=(0, 1))
+    np.testing.assert_allclose(result["accuracy"], [2 / 3, 2 / 4, 4 / 7])
+    np.testing.assert_allclose(result["per_seed"], [[2 / 3] * 2, [2 / 4] * 2, [4 / 7] * 2])
+    assert result["std"] == [0.0, 0.0, 0.0]
 
 
 def test_chunked_prefill_generation_equals_generate(model):

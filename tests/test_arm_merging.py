@@ -9,14 +9,17 @@ import dataclasses
 
 import numpy as np
 import pytest
-from objective_oracles import SP, random_text
+from objective_oracles import ObjectiveOracle
 
 from birdie_jax.cli import main
 from birdie_jax.config import load_config
 from birdie_jax.objectives import birdie_grid, build, build_mixture, fit_sample
 from birdie_jax.objectives.dedup import merge_coinciding, sample_size
+from birdie_jax.tokenizer import ByteTokenizer
 from birdie_jax.training.loop import train
 
+SP = ByteTokenizer().special
+random_text = ObjectiveOracle(SP).random_text
 GRID = birdie_grid()
 BY_NAME = {a.name: a for a in GRID}
 

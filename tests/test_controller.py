@@ -15,12 +15,13 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
+from critic_reference import candidate_predictions, critic_predictions, reward as reference_reward
 
 from birdie_jax import mixture
 from birdie_jax.controller import (BirdieController, ControllerConfig, candidate_rewards, class_normalised_score,
-                                   class_onehot, controller_update, critic_mse, evaluation_steps, exploration_action,
-                                   exploration_probability, generate_candidates, init_critic, make_critic_optimizer,
-                                   naive_candidate_rewards, select_action, uniform_class_action, update_trace_count,
+                                   class_onehot, controller_update, critic_forward, critic_mse, evaluation_steps,
+                                   exploration_action, exploration_probability, generate_candidates, init_critic,
+                                   make_critic_optimizer, select_action, uniform_class_action, update_trace_count,
                                    warmup_end)
 from birdie_jax.controller.plot import add_plot_mixture_parser, plot_mixture, run_plot_mixture
 from birdie_jax.errors import BirdieError, ConfigError
@@ -95,6 +96,10 @@ def test_reward_test_vectors():
     grid = np.asarray(mixture.reward(np.full((2, 3), 2.0), np.array([[1.9, np.nan, 2.5], [0.1, 2.0, 40.0]])))
     assert grid.shape == (2, 3) and np.all(np.isfinite(grid)) and np.all(np.abs(grid) <= 1.0)
     assert grid[0, 1] == 0.0 and grid[0, 0] > 0 > grid[0, 2]
+    # Against the spec's formula re-derived in tests/critic_reference.py, over the whole range.
+    rng = np.random.default_rng(0)
+    old, new = rng.uniform(0.2, 8, 400), rng.uniform(0.2, 8, 400) * rng.choice([1.0, 0.99, 1.01, 0.9], 400)
+    np.testing.assert_allclose(np.asarray(mixture.reward(old, new)), reference_reward(old, new), atol=2e-6)
 
 
 def test_class_normalised_score_hand_case():
@@ -178,19 +183,42 @@ def test_stub_critic_makes_arm_i_the_largest():
 # ----------------------------------------------------------------------------- critic
 
 
-def test_one_step_scoring_matches_naive_batch():
+def _random_critic(seed=0):
+    """Critic parameters with every leaf randomised (so that no leaf can be dropped or swapped
+    unnoticed: the initial norms are all equal and the biases zero)."""
     cfg = ControllerConfig(critic_width=32, critic_state=48, critic_layers=2, history_capacity=16)
-    params = init_critic(0, N_ARMS, cfg)
+    params = init_critic(seed, N_ARMS, cfg)
+    keys = iter(jax.random.split(jax.random.key(seed), 32))
+    return jax.tree.map(lambda x: x * jax.random.uniform(next(keys), x.shape, minval=0.5, maxval=1.5)
+                        + 0.1 * jax.random.normal(next(keys), x.shape), params)
+
+
+def test_critic_forward_matches_the_plain_reference():
+    """critic_forward (scan over rows, linear_scan over time) against tests/critic_reference.py."""
+    params = _random_critic()
+    rng = np.random.default_rng(0)
+    loss_rows = rng.uniform(1, 5, (2, 9, N_ARMS)).astype(np.float32)
+    action_rows = rng.dirichlet(np.ones(N_ARMS), (2, 9)).astype(np.float32)
+    got = np.asarray(jax.jit(critic_forward)(params, loss_rows, action_rows))
+    for b in range(2):
+        np.testing.assert_allclose(got[b], critic_predictions(params, loss_rows[b], action_rows[b]), rtol=2e-5,
+                                   atol=2e-5)
+
+
+def test_one_step_scoring_matches_the_plain_reference():
+    """Candidates scored at their own position T (one step after the history) equal a full
+    forward of [history rows 0..T−1, [current loss, candidate]] read at T (spec §6.5)."""
+    params = _random_critic(1)
     rng = np.random.default_rng(0)
     loss_rows = rng.uniform(1, 5, (16, N_ARMS)).astype(np.float32)  # rows ≥ T are junk on purpose
     action_rows = rng.dirichlet(np.ones(N_ARMS), 16).astype(np.float32)
     current = rng.uniform(1, 5, N_ARMS).astype(np.float32)
-    candidates = generate_candidates(jax.random.key(1), N_ARMS, 32)
-    fast, naive = jax.jit(candidate_rewards), jax.jit(naive_candidate_rewards)
+    candidates = generate_candidates(jax.random.key(1), N_ARMS, 8)
+    fast = jax.jit(candidate_rewards)
     for length in (0, 1, 7, 15):
-        want = naive(params, loss_rows, action_rows, np.int32(length), current, candidates)
+        want = candidate_predictions(params, loss_rows, action_rows, length, current, candidates)
         got = fast(params, loss_rows, action_rows, np.int32(length), current, candidates)
-        np.testing.assert_allclose(np.asarray(got), np.asarray(want), atol=1e-5, rtol=1e-5)
+        np.testing.assert_allclose(np.asarray(got), want, atol=2e-5, rtol=2e-5)
 
 
 def test_critic_fits_a_known_reward_function():

@@ -3,30 +3,42 @@
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import ARCHITECTURES, tiny_lm
+from conftest import ARCHITECTURES, CAUSAL_ONLY_ARCHITECTURES, tiny_lm
 
 from birdie_jax.cli import main
-from birdie_jax.generation import Sampling, generate, prompt_layout, score
+from birdie_jax.generation import Sampling, generate, score
 from birdie_jax.prompts import jrt_prompt, truncate_around_answer
 from birdie_jax.tokenizer import build_tokenizer
 
 TOK = build_tokenizer("byte")
 PROMPTS = ["Hello wor", "ab", "The quick brown fox"]
 NEW = 6
+# Every architecture with and without bidirectional layers; Mamba-2 is causal only.
+SETTINGS = [(a, bi) for a in ARCHITECTURES for bi in ("none", "alternate")] + [(a, "none") for a in
+                                                                                CAUSAL_ONLY_ARCHITECTURES]
+
+
+def reference_layout(prompt, as_prefix):
+    """The model input that starts an answer, re-derived from spec §5.1 (independent of
+    ``birdie_jax.generation``): a prompt read as a prefix is ``prompt + [BG]`` with the
+    prompt in the prefix (BG predicts the first answer token); a causal prompt is an NTP
+    sample ``[BG] + prompt`` with no prefix."""
+    prompt = np.asarray(prompt, np.int32)
+    if as_prefix:
+        return np.append(prompt, TOK.special.bg).astype(np.int32), np.arange(len(prompt) + 1) < len(prompt)
+    return np.concatenate([[TOK.special.bg], prompt]).astype(np.int32), np.zeros(len(prompt) + 1, bool)
 
 
 @pytest.fixture(scope="module")
 def batched():
-    return {(arch, bi): generate(tiny_lm(arch, bi), PROMPTS, NEW, return_logits=True)
-            for arch in ARCHITECTURES for bi in ("none", "alternate")}
+    return {(arch, bi): generate(tiny_lm(arch, bi), PROMPTS, NEW, return_logits=True) for arch, bi in SETTINGS}
 
 
-@pytest.mark.parametrize("arch", ARCHITECTURES)
-@pytest.mark.parametrize("bidirectional", ["none", "alternate"])
+@pytest.mark.parametrize("arch, bidirectional", SETTINGS)
 def test_decoding_equals_full_forward(arch, bidirectional, batched):
     model, out = tiny_lm(arch, bidirectional), batched[(arch, bidirectional)]
     for i, prompt in enumerate(PROMPTS):
-        tokens, prefix = prompt_layout(TOK.encode(prompt), TOK.special.bg, bidirectional != "none")
+        tokens, prefix = reference_layout(TOK.encode(prompt), bidirectional != "none")
         generated = out.tokens[i]
         full = np.concatenate([tokens, generated[:-1]])
         full_prefix = np.concatenate([prefix, np.zeros(len(generated) - 1, bool)])
@@ -37,8 +49,7 @@ def test_decoding_equals_full_forward(arch, bidirectional, batched):
         np.testing.assert_array_equal(generated, logits[start:start + len(generated)].argmax(-1))
 
 
-@pytest.mark.parametrize("arch", ARCHITECTURES)
-@pytest.mark.parametrize("bidirectional", ["none", "alternate"])
+@pytest.mark.parametrize("arch, bidirectional", SETTINGS)
 def test_batched_prompts_equal_each_prompt_alone(arch, bidirectional, batched):
     model, out = tiny_lm(arch, bidirectional), batched[(arch, bidirectional)]
     for i, prompt in enumerate(PROMPTS):
@@ -78,7 +89,7 @@ def test_score_matches_manual_log_likelihood(as_prefix):
     contexts, continuations = ["abc", "Hello", "x"], ["d", " world", "yz"]
     scores = score(model, contexts, continuations, prompt_as_prefix=as_prefix, batch_size=2)
     for i, (ctx, cont) in enumerate(zip(contexts, continuations)):
-        tokens, prefix = prompt_layout(TOK.encode(ctx), TOK.special.bg, as_prefix)
+        tokens, prefix = reference_layout(TOK.encode(ctx), as_prefix)
         cont_ids = TOK.encode(cont)
         full = np.concatenate([tokens, cont_ids[:-1]])
         full_prefix = np.concatenate([prefix, np.zeros(len(cont_ids) - 1, bool)])
@@ -113,7 +124,8 @@ def test_bidirectional_model_trains_and_generates_from_checkpoint(tmp_path, caps
     assert main(["train", "--config", "hawk_tiny", "--quiet", "model.bidirectional=alternate", "train.steps=2",
                  "data.seq_len=32", "data.batch_size=2", "train.eval_every=0", f"train.run_dir={run}"]) == 0
     assert main(["generate", "--checkpoint", str(run), "--prompt", "The ", "--max-new-tokens", "4"]) == 0
-    assert capsys.readouterr().out.strip().splitlines()[-1].startswith("The ")
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "The " and lines[1] == "----- continuation -----"  # the answer set apart
     assert main(["generate", "--checkpoint", str(run), "--jrt", "--context", "Paris is in France.",
                  "--question", "Where is Paris?", "--max-new-tokens", "3"]) == 0
     assert "Paris is in France.\nParis is in France." in capsys.readouterr().out

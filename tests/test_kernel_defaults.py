@@ -12,6 +12,8 @@ import pytest
 from birdie_jax.config import ModelConfig
 from birdie_jax.errors import BirdieError, ConfigError
 from birdie_jax.kernels import linear_scan
+from birdie_jax.kernels.linear_attention import api as attention_api
+from birdie_jax.kernels.linear_attention import linear_attention
 from birdie_jax.kernels.dispatch import ImplementationUnavailableError
 from birdie_jax.kernels.linear_scan import api as scan_api
 from birdie_jax.kernels.ssd import api as ssd_api
@@ -78,3 +80,18 @@ def test_ssd_default_table_and_errors():
         ssd_api.pallas_module("tpu").ssd_pallas(x, dt, A, bc, bc, chunk_size=12, interpret=True)
     with pytest.raises(ImplementationUnavailableError, match=r"head_dim .* = 3 is not a power of two >= 16.*'chunked'"):
         ssd_api.pallas_module("gpu").ssd_pallas(x[..., :3], dt, A, bc, bc, chunk_size=16, interpret=True)
+
+
+def test_linear_attention_default_table_and_errors():
+    assert attention_api.DEFAULT_IMPLEMENTATIONS == {"cpu": "chunked", "gpu": "chunked", "tpu": "chunked"}
+    assert attention_api.pallas_module("tpu").__name__.endswith("linear_attention.pallas_tpu")
+    assert attention_api.pallas_module("gpu").__name__.endswith("linear_attention.pallas_gpu")
+    q, v = jnp.ones((1, 8, 1, 16)), jnp.ones((1, 8, 1, 16))
+    with pytest.raises(ImplementationUnavailableError, match="no Pallas kernel for backend 'cpu'.*'chunked'"):
+        linear_attention(q, q, v, implementation="pallas")
+    with pytest.raises(ConfigError, match="unknown implementation 'flash'; valid names are .*chunked.*pallas"):
+        linear_attention(q, q, v, implementation="flash")
+    with pytest.raises(ImplementationUnavailableError, match=r"chunk_size=12 is not a multiple of 8 .*'chunked'"):
+        attention_api.pallas_module("tpu").linear_attention_pallas(q, q, v, chunk_size=12, interpret=True)
+    with pytest.raises(ImplementationUnavailableError, match=r"value width p = 3 is not a power of two >= 16.*'chunked'"):
+        attention_api.pallas_module("gpu").linear_attention_pallas(q, q, v[..., :3], chunk_size=16, interpret=True)

@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import ARCHITECTURES, tiny_lm
+from conftest import ARCHITECTURES, CAUSAL_ONLY_ARCHITECTURES, tiny_lm
 from flax import nnx
 
 from birdie_jax.data.layout import layout_sample
@@ -29,6 +29,7 @@ def _packed_row():
 TOKENS, SEGMENTS, PREFIX, REGION = _packed_row()
 T = len(TOKENS)
 SETTINGS = [(arch, bi) for arch in ARCHITECTURES for bi in ("none", "alternate", "all")]
+SETTINGS += [(arch, "none") for arch in CAUSAL_ONLY_ARCHITECTURES]  # Mamba-2: causal only
 
 
 @functools.lru_cache(maxsize=None)
@@ -135,3 +136,37 @@ def test_negative_control_without_bg_the_first_label_would_leak(arch):
     c = _bg_positions()[0]
     base, (out,) = _base_and_changed(forward, [c])
     assert np.abs(out[c - 1] - base[c - 1]).max() > 0
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_pairs_answer_never_reaches_its_prompt(arch):
+    """Prompt/answer pairs (data.format: pairs, generated tasks): in the packed row the loss is
+    on answer tokens only, and changing any answer token moves no prompt logit, no earlier logit
+    and nothing of another pair (fully bidirectional model, the most exposed setting)."""
+    from birdie_jax.data.packing import pack_row
+    from birdie_jax.data.samples import document_samples
+    from birdie_jax.data.sources import TaskExample, task_samples
+
+    examples = [TaskExample(np.array([10, 11, 12, 13], np.int32), np.array([20, 21, 22], np.int32),
+                            np.array([True, False, True])),
+                TaskExample(np.array([40, 41], np.int32), np.array([50, 51, 52, 53], np.int32), np.ones(4, bool))]
+    transform = functools.partial(task_samples, as_prefix=True, paradigm=BG + 11)
+    samples = [s for i, e in enumerate(examples) for s in document_samples(i, e, transform=transform, seed=0,
+                                                                            seq_len=32, bg_id=BG)]
+    row = pack_row(samples, len(TOKENS), 256)
+    targets, seg, prefix = row["targets"], row["segment_ids"], row["region"] != 2
+    labelled = targets != -100
+    np.testing.assert_array_equal(targets[labelled], [20, 22, 50, 51, 52, 53])  # masked answer tokens only
+    model = tiny_lm(arch, "all")
+    graphdef, params = nnx.split(model)
+    forward = jax.jit(lambda t: nnx.merge(graphdef, params)(t, jnp.broadcast_to(jnp.asarray(seg), t.shape),
+                                                            jnp.broadcast_to(jnp.asarray(prefix), t.shape)))
+    answer_inputs = [q for q in range(len(seg)) if seg[q] and not prefix[q] and row["inputs"][q] != BG]
+    rows = np.repeat(row["inputs"][None], len(answer_inputs) + 1, axis=0)
+    for i, q in enumerate(answer_inputs):
+        rows[i + 1, q] = (rows[i + 1, q] + 97) % 256
+    out = np.asarray(forward(jnp.asarray(rows)))
+    for i, q in enumerate(answer_inputs):
+        unchanged = (np.arange(len(seg)) < q) | (seg != seg[q])
+        np.testing.assert_array_equal(out[i + 1][unchanged], out[0][unchanged], err_msg=f"answer slot {q} leaked")
+        assert np.abs(out[i + 1][q] - out[0][q]).max() > 0

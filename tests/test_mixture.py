@@ -10,7 +10,7 @@ import pickle
 import numpy as np
 from conftest import packed_segments
 import pytest
-from objective_oracles import SP, TOK, recover_text
+from objective_oracles import ObjectiveOracle
 
 from birdie_jax.config import MixtureConfig
 from birdie_jax.data.layout import IGNORE_ID
@@ -22,8 +22,11 @@ from birdie_jax.objectives import (
 from birdie_jax.objectives.live import LiveVector
 from birdie_jax.objectives.presets import fixed_weights
 from birdie_jax.objectives.show import add_objectives_parser, run_objectives
-from birdie_jax.tokenizer import OBJECTIVE_CLASSES
+from birdie_jax.tokenizer import OBJECTIVE_CLASSES, ByteTokenizer
 
+TOK = ByteTokenizer()
+SP = TOK.special
+recover_text = ObjectiveOracle(SP).recover_text
 GRID = birdie_grid()
 FIELDS = ("inputs", "targets", "segment_ids", "positions", "region", "arm_ids")
 

@@ -8,9 +8,7 @@ import math
 
 import numpy as np
 import pytest
-from objective_oracles import (
-    PARADIGM_IDS, SP, TOK, check_sample, random_text, recover_text, split_at, strip_paradigm,
-)
+from objective_oracles import ObjectiveOracle, is_concatenation_of, masked_count, span_count, split_at, units_after
 
 from birdie_jax.data.layout import IGNORE_ID, layout_sample
 from birdie_jax.data.packing import pack_row
@@ -20,20 +18,32 @@ from birdie_jax.objectives import (
     fit_sample,
 )
 from birdie_jax.objectives.arms import span_validity
-from birdie_jax.objectives.fitting import draw_length
-from birdie_jax.objectives.objectives import Placement, ae_units, selective_copy
-from birdie_jax.objectives.spans import corrupt_spans, num_masked, num_spans, random_composition, round_half_up
-from birdie_jax.tokenizer import OBJECTIVE_CLASSES
+from birdie_jax.objectives.objectives import Placement, selective_copy
+from birdie_jax.objectives.spans import corrupt_spans, num_masked, num_spans, random_composition
+from birdie_jax.tokenizer import OBJECTIVE_CLASSES, ByteTokenizer
 
+TOK = ByteTokenizer()
+SP = TOK.special
+ORACLE = ObjectiveOracle(SP)  # tests/objective_oracles.py: the spec's properties, no code shared with the package
+PARADIGM_IDS = ORACLE.paradigm_ids
+check_sample, random_text, recover_text = ORACLE.check_sample, ORACLE.random_text, ORACLE.recover_text
+strip_paradigm = ORACLE.strip_paradigm
 GRID = birdie_grid()
 BIG = 1 << 16  # a budget that never binds
 SPAN_ARMS = [a for a in GRID if a.objective in ("infill", "ae")]
 
 
+def _draw_length(arm, available, rng):
+    """Spec §2: L ~ U{min_len..max_len} of the arm, capped by the text; NTP and PLM take it all."""
+    if getattr(arm, "min_len", None) is None:
+        return available
+    return min(available, int(rng.integers(arm.min_len, arm.max_len + 1)))
+
+
 def _natural_sample(arm, seed, extra=0):
     """One sample of arm at its own drawn length L (the text is longer, the row never binds)."""
     rng = np.random.default_rng(seed)
-    L = draw_length(arm, 2048 + extra, 2048, rng)
+    L = _draw_length(arm, 2048 + extra, rng)
     x = random_text(rng, 2048 + extra)[:L]
     return x, build(x, arm, rng, special=SP), rng
 
@@ -154,8 +164,9 @@ def test_span_corruption_exact_counts():
         mu = float(rng.choice([1, 3, 8, 32, 64]))
         c = corrupt_spans(L, r, mu, rng)
         n_m = max(1, math.floor(r * L + 0.5))
-        assert c.num_masked == n_m == num_masked(L, r)
+        assert c.num_masked == n_m == num_masked(L, r) == masked_count(L, r)
         assert c.num_spans == max(1, min(math.floor(n_m / mu + 0.5), L - n_m + 1)) == num_spans(L, n_m, mu)
+        assert c.num_spans == span_count(L, n_m, mu)
         assert (c.lengths >= 1).all() and c.starts[0] >= 0 and c.ends[-1] <= L
         assert (c.starts[1:] > c.ends[:-1]).all()  # a gap of >= 1 between spans
         assert c.mask().sum() == n_m
@@ -176,13 +187,13 @@ def test_realised_rate_and_mean_span(arm):
     span count is not capped at L - n_m + 1 within mu/(2 k) + 2 % of mu, k the smallest span count
     at min_len (round(n_m/mu) rounds by at most half a span); capped samples have the cap."""
     masked = total = spans_masked = spans = 0
-    k_min = num_spans(10**9, num_masked(arm.min_len, arm.rate), arm.mean_span)
+    k_min = span_count(10**9, masked_count(arm.min_len, arm.rate), arm.mean_span)
     for seed in range(40):
         rng = np.random.default_rng(seed)
-        L = draw_length(arm, 4096, 4096, rng)
+        L = _draw_length(arm, 4096, rng)
         c = corrupt_spans(L, arm.rate, arm.mean_span, rng)
         masked, total = masked + c.num_masked, total + L
-        if max(1, round_half_up(c.num_masked / arm.mean_span)) > L - c.num_masked + 1:
+        if max(1, math.floor(c.num_masked / arm.mean_span + 0.5)) > L - c.num_masked + 1:
             assert c.num_spans == L - c.num_masked + 1  # capped: as many spans as fit
         else:
             spans_masked, spans = spans_masked + c.num_masked, spans + c.num_spans
@@ -226,8 +237,9 @@ def test_deshuffle_fraction_is_honoured():
 
 
 def test_autoencoding_shuffle_permutes_units():
-    """Shuffled and unshuffled prefixes (same corruption) hold the same multiset of units
-    (gap + MASK, and the final gap); labels are the original either way."""
+    """Shuffled and unshuffled prefixes (same seed, so the same corruption) hold the same
+    multiset of units (gap + MASK, and the final gap: cut after each MASK of the unshuffled
+    prefix, which the oracle checks against x); labels are the original either way."""
     rng0 = np.random.default_rng(0)
     moved = 0
     for seed in range(100):
@@ -235,24 +247,13 @@ def test_autoencoding_shuffle_permutes_units():
         kw = dict(min_len=1, max_len=1000, rate=float(rng0.choice([0.15, 0.85])), mean_span=3)
         plain = build(x, AEArm(shuffle=False, **kw), np.random.default_rng(seed), special=SP)
         shuf = build(x, AEArm(shuffle=True, **kw), np.random.default_rng(seed), special=SP)
-        c = corrupt_spans(len(x), kw["rate"], 3, np.random.default_rng(seed))
-        units = ae_units(x, c, SP.mask)
-        np.testing.assert_array_equal(np.concatenate(units), plain[0])
-        np.testing.assert_array_equal(plain[1], x)
+        check_sample(AEArm(shuffle=False, **kw), x, *plain)
+        check_sample(AEArm(shuffle=True, **kw), x, *shuf)
+        units = units_after(plain[0], SP.mask)
         np.testing.assert_array_equal(shuf[1], x)
-        assert _is_concatenation_of(shuf[0].tolist(), [u.tolist() for u in units])
+        assert is_concatenation_of(shuf[0].tolist(), units)
         moved += not np.array_equal(shuf[0], plain[0])
     assert moved > 80
-
-
-def _is_concatenation_of(seq: list[int], units: list[list[int]]) -> bool:
-    """True if seq is the units, each used once, in some order (depth-first search)."""
-    if not units:
-        return not seq
-    for i, u in enumerate(units):
-        if seq[:len(u)] == u and _is_concatenation_of(seq[len(u):], units[:i] + units[i + 1:]):
-            return True
-    return False
 
 
 def test_selective_copy_paper_example():

@@ -19,6 +19,8 @@ import pytest
 from jax import lax
 
 try:
+    from birdie_jax.kernels.linear_attention import pallas_gpu as attention_gpu
+    from birdie_jax.kernels.linear_attention import pallas_tpu as attention_tpu
     from birdie_jax.kernels.linear_scan import pallas_gpu as scan_gpu
     from birdie_jax.kernels.linear_scan import pallas_tpu as scan_tpu
     from birdie_jax.kernels.ssd import pallas_gpu as ssd_gpu
@@ -196,3 +198,102 @@ def test_ssd_kernel_matches_oracle(case):
     _assert_close("final state", final, final_ref, FP32_TOL)
     for name, g, g_ref in zip(("dx", "ddt", "dA", "dB", "dC", "dD", "dh0"), grads, grads_ref):
         _assert_close(name, g, g_ref, FP32_TOL)
+
+
+# --------------------------------------------------------------------------- linear attention
+
+
+def _taylor(x):
+    """φ(x) = [1, x/f^¼, vec(x⊗x)/(√2·√f)], so φ(q)·φ(k) = 1 + s + s²/2 with s = q·k/√f."""
+    f = x.shape[-1]
+    outer = (x[..., :, None] * x[..., None, :]).reshape(*x.shape[:-1], f * f)
+    return jnp.concatenate([jnp.ones(x.shape[:-1] + (1,)), x / f ** 0.25, outer / (2 * f) ** 0.5], axis=-1)
+
+
+def _attention_oracle(q, k, v, k_enc, v_enc, initial_state, encoder_mask, segment_ids, eps=1e-12):
+    """Every sum written out in feature space over the whole row (O(t²)), per packed run.
+
+    y_i = φ(q_i)·[Σ_{j≤i} φ(k_j)v_jᵀ + Σ_{all j} φ(ke_j)ve_jᵀ (+S0 in the first run)] / (same with 1 for v, z0) + eps,
+    sums over valid keys of i's run (encoder keys only where encoder_mask); the final state is the last run's sums.
+    """
+    seg = segment_ids
+    run = jnp.cumsum(jnp.concatenate([jnp.zeros((seg.shape[0], 1), jnp.int32), seg[:, 1:] != seg[:, :-1]], 1), 1)
+    valid, enc = seg != 0, encoder_mask & (seg != 0)
+    same = run[:, :, None] == run[:, None, :]
+    t = seg.shape[1]
+    dec_pairs = jnp.asarray(same & np.tril(np.ones((t, t), bool)) & valid[:, None, :], jnp.float32)
+    enc_pairs = jnp.asarray(same & enc[:, None, :], jnp.float32)
+    phi_q = _taylor(q)
+    weights = (jnp.einsum("bihF,bjhF,bij->bhij", phi_q, _taylor(k), dec_pairs),
+               jnp.einsum("bihF,bjhF,bij->bhij", phi_q, _taylor(k_enc), enc_pairs))
+    num = jnp.einsum("bhij,bjhp->bihp", weights[0], v) + jnp.einsum("bhij,bjhp->bihp", weights[1], v_enc)
+    den = jnp.swapaxes(weights[0].sum(-1) + weights[1].sum(-1), 1, 2)
+    S0, z0 = initial_state
+    first = jnp.asarray(run == 0, jnp.float32)
+    num = num + jnp.einsum("bihF,bhFp->bihp", phi_q, S0) * first[..., None, None]
+    den = den + jnp.einsum("bihF,bhF->bih", phi_q, z0) * first[..., None]
+    y = num / (den + eps)[..., None] * jnp.asarray(valid, jnp.float32)[..., None, None]
+    last = run == run[:, -1:]
+    dec_last, enc_last = (jnp.asarray(m, jnp.float32)[..., None, None] for m in (last & valid, last & enc))
+    keep = jnp.asarray(run[:, -1] == 0, jnp.float32)
+    S = (jnp.einsum("bjhF,bjhp->bhFp", _taylor(k) * dec_last, v) + jnp.einsum("bjhF,bjhp->bhFp", _taylor(k_enc) * enc_last,
+         v_enc) + keep[:, None, None, None] * S0)
+    z = (_taylor(k) * dec_last).sum(1) + (_taylor(k_enc) * enc_last).sum(1) + keep[:, None, None] * z0
+    return y, (S, z)
+
+
+def _attention_kernel(flavour, chunk):
+    _require_pallas()
+    module = attention_tpu if flavour == "tpu" else attention_gpu
+    kernel = functools.partial(module.linear_attention_pallas, chunk_size=chunk, interpret=True)
+    return lambda q, k, v, k_enc, v_enc, state, encoder_mask, segment_ids: kernel(
+        q, k, v, k_enc, v_enc, encoder_mask, segment_ids, state)
+
+
+@functools.lru_cache(maxsize=None)
+def _attention_value_and_grads(flavour, chunk):
+    """Jitted ((y, (S, z)), grads w.r.t. q, k, v, k_enc, v_enc, (S0, z0)); the oracle when flavour is None."""
+    fn = _attention_oracle if flavour is None else _attention_kernel(flavour, chunk)
+
+    def run(diff, encoder_mask, segment_ids, weights):
+        def loss(diff):
+            y, (S, z) = fn(*diff, encoder_mask, segment_ids)
+            return jnp.sum(y * weights[0]) + jnp.sum(S * weights[1]) + jnp.sum(z * weights[2]), (y, S, z)
+
+        (_, out), grads = jax.value_and_grad(loss, has_aux=True)(diff)
+        return out, grads
+
+    return jax.jit(run)
+
+
+# (flavour, chunk C, length t, heads, key width f, value width p). TPU: C a multiple of 8, any f, p;
+# GPU: C, f, p powers of two >= 16. Row 0 packs runs (ids 1, 2, 3) starting on and off chunk edges and
+# ends in padding (id 0); both rows have prefix (encoder) positions; an initial state enters run 0.
+ATTENTION_CASES = [("tpu", 8, 19, 2, 4, 3), ("gpu", 16, 35, 1, 16, 16)]
+
+
+@pytest.mark.parametrize("case", ATTENTION_CASES, ids=lambda c: f"{c[0]}-C{c[1]}-t{c[2]}")
+def test_linear_attention_kernel_matches_oracle(case):
+    flavour, chunk, length, heads, f, p = case
+    rng = np.random.RandomState(0)
+    batch, features = 2, 1 + f + f * f
+    normal = lambda *shape: jnp.asarray(0.5 * rng.randn(*shape), jnp.float32)  # noqa: E731
+    diff = (normal(batch, length, heads, f), normal(batch, length, heads, f), normal(batch, length, heads, p),
+            normal(batch, length, heads, f), normal(batch, length, heads, p),
+            (jnp.asarray(rng.rand(batch, heads, features, p), jnp.float32),
+             jnp.asarray(1.0 + rng.rand(batch, heads, features), jnp.float32)))
+    segment_ids = np.ones((batch, length), np.int32)
+    segment_ids[0, chunk:] = 2  # a run starting on a chunk edge
+    segment_ids[0, chunk + 5:] = 3  # and one inside a chunk
+    segment_ids[0, -2:] = 0  # padding
+    segment_ids[1, 3:] = 2
+    encoder_mask = np.zeros((batch, length), bool)
+    encoder_mask[0, :3] = encoder_mask[0, chunk:chunk + 3] = encoder_mask[1, :7] = True
+    weights = (normal(batch, length, heads, p), normal(batch, heads, features, p), normal(batch, heads, features))
+    args = (jnp.asarray(encoder_mask), jnp.asarray(segment_ids), weights)
+    (y, S, z), grads = _attention_value_and_grads(flavour, chunk)(diff, *args)
+    (y_ref, S_ref, z_ref), grads_ref = _attention_value_and_grads(None, chunk)(diff, *args)
+    for name, got, want in (("y", y, y_ref), ("S", S, S_ref), ("z", z, z_ref)):
+        _assert_close(name, got, want, FP32_TOL)
+    for (path, g), g_ref in zip(jax.tree_util.tree_flatten_with_path(grads)[0], jax.tree.leaves(grads_ref)):
+        _assert_close(f"grad {jax.tree_util.keystr(path)}", g, g_ref, FP32_TOL)

@@ -7,7 +7,7 @@ public API as it runs on that backend (``jax.default_backend`` patched), at a re
 shape (B 8, T 4096, D 2048, bf16), forward and gradient.
 
 A Pallas import failure is a test failure here (the API raises with the import error).
-The SSD kernels have an XLA backward, so their gradient lowers one kernel call.
+The SSD and linear-attention kernels have an XLA backward, so their gradients lower no extra kernel call.
 """
 
 import jax
@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import pytest
 
 from birdie_jax.kernels import linear_scan
+from birdie_jax.kernels.linear_attention import linear_attention
 from birdie_jax.kernels.ssd import ssd
 
 # jax.default_backend() name → (lowering platform, the custom call the kernel lowers to)
@@ -65,3 +66,24 @@ def test_ssd_pallas_lowers(backend, monkeypatch):
 
     text = _lowered_text(jax.value_and_grad(loss, argnums=tuple(range(7))), args, backend, monkeypatch)
     assert text.count(PLATFORMS[backend][1]) == 1  # the forward kernel; the backward is XLA
+
+
+@pytest.mark.parametrize("backend", sorted(PLATFORMS))
+def test_linear_attention_pallas_lowers(backend, monkeypatch):
+    # Based / PLA at d_model 2048: 16 heads, feature width 16, value width 128, chunk 64, with the prefix term.
+    batch, length, heads, f, p = 8, 4000, 16, 16, 128
+    S = jax.ShapeDtypeStruct
+    features = 1 + f + f * f
+    args = (S((batch, length, heads, f), jnp.bfloat16), S((batch, length, heads, f), jnp.bfloat16),
+            S((batch, length, heads, p), jnp.bfloat16), S((batch, length, heads, f), jnp.bfloat16),
+            S((batch, length, heads, p), jnp.bfloat16), S((batch, length), jnp.bool_), S((batch, length), jnp.int32),
+            (S((batch, heads, features, p), jnp.float32), S((batch, heads, features), jnp.float32)))
+
+    def loss(q, k, v, k_enc, v_enc, encoder_mask, segment_ids, state):
+        y, (S_, z) = linear_attention(q, k, v, k_enc=k_enc, v_enc=v_enc, encoder_mask=encoder_mask,
+                                      segment_ids=segment_ids, initial_state=state, implementation="pallas")
+        return jnp.sum(y.astype(jnp.float32)) + jnp.sum(S_) + jnp.sum(z)
+
+    text = _lowered_text(jax.value_and_grad(loss, argnums=(0, 1, 2, 3, 4, 7)), args, backend, monkeypatch)
+    # Decoder pass, encoder forward and backward passes; the backward is XLA.
+    assert text.count(PLATFORMS[backend][1]) == 3

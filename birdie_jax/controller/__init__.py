@@ -11,7 +11,7 @@
 from birdie_jax.controller.config import ControllerConfig
 from birdie_jax.controller.controller import BirdieController
 from birdie_jax.controller.critic import (candidate_rewards, critic_forward, critic_mse, critic_step, init_critic,
-                                          make_critic_optimizer, naive_candidate_rewards, train_critic)
+                                          make_critic_optimizer, train_critic)
 from birdie_jax.controller.exploration import exploration_action, uniform_class_action
 from birdie_jax.controller.reward import class_index, class_normalised_score, class_onehot, class_weights, reward
 from birdie_jax.controller.schedule import evaluation_steps, exploration_probability, history_capacity, warmup_end
@@ -22,6 +22,6 @@ __all__ = [
     "BirdieController", "ControllerConfig", "candidate_rewards", "class_index", "class_normalised_score",
     "class_onehot", "class_weights", "controller_update", "critic_forward", "critic_mse", "critic_step",
     "evaluation_steps", "exploration_action", "exploration_probability", "generate_candidates",
-    "history_capacity", "init_critic", "make_critic_optimizer", "naive_candidate_rewards", "reward",
+    "history_capacity", "init_critic", "make_critic_optimizer", "reward",
     "select_action", "train_critic", "uniform_class_action", "update_trace_count", "warmup_end",
 ]

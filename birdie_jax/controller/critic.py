@@ -196,15 +196,3 @@ def candidate_rewards(params: Params, loss_rows: Array, action_rows: Array, leng
     preds, _ = critic_step(params, last, loss, candidates)
     return preds
 
-
-def naive_candidate_rewards(params: Params, loss_rows: Array, action_rows: Array, length: Array,
-                            current_loss: Array, candidates: Array) -> Array:
-    """Reference for :func:`candidate_rewards`: one full forward per candidate, with row T set
-    to [current_loss, candidate], reading position T (needs T < t)."""
-    def one(candidate):
-        losses = jax.lax.dynamic_update_index_in_dim(loss_rows, current_loss, length, axis=0)
-        actions = jax.lax.dynamic_update_index_in_dim(action_rows, candidate, length, axis=0)
-        preds = critic_forward(params, losses[None], actions[None])[0]
-        return jax.lax.dynamic_index_in_dim(preds, length, axis=0, keepdims=False)
-
-    return jax.vmap(one)(candidates)

@@ -95,8 +95,11 @@ def _split_plain_text(text: str) -> list[str]:
     return [d for d in docs if d.strip()]
 
 
-def _read_jsonl(path: Path, text_field: str) -> list[str]:
-    docs: list[str] = []
+def read_jsonl_records(path: str | os.PathLike) -> list[tuple[int, dict]]:
+    """(line number, object) for every non-blank line of a JSONL file; DataError naming the
+    file and line for a line that is not a JSON object."""
+    path = Path(path)
+    records = []
     for line_no, line in enumerate(_read_utf8(path).split("\n"), start=1):
         if not line.strip():
             continue
@@ -108,6 +111,13 @@ def _read_jsonl(path: Path, text_field: str) -> list[str]:
             raise DataError(
                 f"{path}, line {line_no}: expected a JSON object, got {type(record).__name__}"
             )
+        records.append((line_no, record))
+    return records
+
+
+def _read_jsonl(path: Path, text_field: str) -> list[str]:
+    docs: list[str] = []
+    for line_no, record in read_jsonl_records(path):
         if text_field not in record:
             raise DataError(f"{path}, line {line_no}: missing text field {text_field!r}")
         text = record[text_field]

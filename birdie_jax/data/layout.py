@@ -34,11 +34,16 @@ REGION_CAUSAL = 2
 
 
 def layout_sample(
-    prefix: np.ndarray | list[int], labels: np.ndarray | list[int], *, bg_id: int, arm_id: int = -1
+    prefix: np.ndarray | list[int], labels: np.ndarray | list[int], *, bg_id: int, arm_id: int = -1,
+    label_mask: np.ndarray | None = None, prefix_targets: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """(prefix [P], labels [N]) -> {"inputs", "targets" [P+N] int32, "region" [P+N] int8, "arm_ids" [P+N] int32}.
 
-    Raises ValueError if labels is empty (every sample must train on >= 1 token).
+    ``label_mask`` bool[N] (None: all True) keeps the loss on the masked labels only (the
+    others are still read as inputs, e.g. a task's filler tokens). ``prefix_targets`` [P]
+    (IGNORE where none) puts targets on prefix positions, unshifted (masked language
+    modelling, JRT-RNN). Raises ValueError if labels is empty or no label carries loss
+    (every sample must train on >= 1 token).
     """
     prefix = np.asarray(prefix, dtype=np.int32).reshape(-1)
     labels = np.asarray(labels, dtype=np.int32).reshape(-1)
@@ -48,7 +53,15 @@ def layout_sample(
         )
     c = prefix.size
     inputs = np.concatenate([prefix, np.asarray([bg_id], np.int32), labels[:-1]])
-    targets = np.concatenate([np.full(c, IGNORE_ID, np.int32), labels])
+    in_prefix = np.full(c, IGNORE_ID, np.int32) if prefix_targets is None else np.asarray(prefix_targets, np.int32)
+    if in_prefix.shape != (c,):
+        raise ValueError(f"prefix_targets has shape {in_prefix.shape}, the prefix {c} tokens")
+    targets = np.concatenate([in_prefix, labels])
+    if label_mask is not None:
+        label_mask = np.asarray(label_mask, bool).reshape(-1)
+        if label_mask.shape != labels.shape or not label_mask.any():
+            raise ValueError(f"label_mask must be bool[{labels.size}] with at least one True, got {label_mask}")
+        targets[c:][~label_mask] = IGNORE_ID
     region = np.full(c + labels.size, REGION_CAUSAL, np.int8)
     region[:c] = REGION_PREFIX
     if c:

@@ -24,7 +24,8 @@ probabilities set between training steps) apply to every document read afterward
   the shuffled, repeated stream, so the output is reproducible and independent of
   the number of workers; a document seen in a later epoch gets a fresh rng;
 * returns zero or more (prefix [P] int32, labels [N] int32) pairs, or
-  (prefix, labels, arm_id) triples, with N >= 1 and P + N <= seq_len (the laid-out
+  (prefix, labels, arm_id) triples, or (prefix, labels, arm_id, label_mask bool[N]) with
+  loss only on the masked labels, with N >= 1 and P + N <= seq_len (the laid-out
   length; ValueError otherwise). Each becomes one packed segment via
   :func:`~birdie_jax.data.layout.layout_sample`; ``arm_id`` (default -1) fills the
   segment's ``arm_ids``.
@@ -72,7 +73,10 @@ def next_token_samples(
 
 
 def _tokenize(index: int, text: str, *, tokenizer: Tokenizer) -> tuple[int, np.ndarray]:
-    """Stream element i (a document) -> (i, its ids [n] int32 with EOS appended)."""
+    """Stream element i (a document) -> (i, its ids [n] int32 with EOS appended). Elements that
+    are not text (task examples, :mod:`birdie_jax.data.sources`) pass through for their transform."""
+    if not isinstance(text, str):
+        return index, text
     tokens = np.concatenate([tokenizer.encode(text), np.asarray([tokenizer.special.eos], np.int32)])
     return index, tokens
 

@@ -46,7 +46,9 @@ def document_samples(
     """Stream element ``index`` (tokens [n], EOS included) -> its laid-out samples.
 
     The transform gets ``np.random.default_rng([seed, index])`` and returns (prefix, labels)
-    pairs or (prefix, labels, arm_id) triples; each must fit ``seq_len`` (ValueError otherwise).
+    pairs, (prefix, labels, arm_id) triples, or those plus ``label_mask`` (bool[N] or None)
+    and then ``prefix_targets`` (MLM targets [P] or None); each must fit ``seq_len``
+    (ValueError otherwise).
     """
     rng = np.random.default_rng([seed, index])
     pieces = transform(tokens, rng) if snapshot is None else transform(tokens, rng, snapshot=snapshot)
@@ -54,7 +56,9 @@ def document_samples(
     for piece in pieces:
         prefix, labels = piece[0], piece[1]
         arm_id = int(piece[2]) if len(piece) > 2 else -1
-        sample = layout_sample(prefix, labels, bg_id=bg_id, arm_id=arm_id)
+        sample = layout_sample(prefix, labels, bg_id=bg_id, arm_id=arm_id,
+                               label_mask=piece[3] if len(piece) > 3 else None,
+                               prefix_targets=piece[4] if len(piece) > 4 else None)  # MLM targets (jrt mixture)
         n = sample["inputs"].shape[0]
         if n > seq_len:
             raise ValueError(

@@ -121,3 +121,31 @@ def mqar_accuracy(predictions: np.ndarray, labels: np.ndarray) -> np.ndarray:
     if not mask.any(axis=-1).all():
         raise DataError("every MQAR example needs at least one labelled position")
     return ((predictions == labels) & mask).sum(-1) / mask.sum(-1)
+
+
+DEFAULT_SLICES = ((64, 4), (128, 8))
+
+
+def evaluate_mqar(ev, *, num_examples: int = 64, seed: int = 0, slices=DEFAULT_SLICES, vocab_size: int = 256,
+                  **_) -> dict:
+    """Accuracy per (T, n) slice. The k–v context is the prompt (a prefix for prefix-trained
+    models) and the query region is teacher-forced; only the values after query keys count."""
+    table = []
+    for seq_len, num_pairs in slices:
+        inputs, labels = mqar_batch(num_examples, seed, int(seq_len), int(num_pairs), vocab_size)
+        context = 2 * int(num_pairs)
+        sequences = [mqar_sequence(x, y) for x, y in zip(inputs, labels)]
+        scores = ev.loglik([s[:context] for s, _ in sequences], [s[context:] for s, _ in sequences],
+                           [m[context:] for _, m in sequences], desc=f"mqar T={seq_len} n={num_pairs}")
+        accuracy = scores.num_correct / scores.num_tokens
+        table.append({"seq_len": int(seq_len), "num_pairs": int(num_pairs), "accuracy": float(accuracy.mean()),
+                      "chance": 1.0 / (vocab_size - vocab_size // 2)})
+    return {"slices": table, "accuracy": float(np.mean([r["accuracy"] for r in table])), "vocab_size": vocab_size}
+
+
+def plot_mqar(result: dict, ax) -> None:
+    names = [f"T={r['seq_len']}\nn={r['num_pairs']}" for r in result["slices"]]
+    ax.bar(names, [r["accuracy"] for r in result["slices"]], color="tab:blue")
+    ax.axhline(result["slices"][0]["chance"], color="grey", ls="--", lw=1, label="chance")
+    ax.set_ylabel("accuracy")
+    ax.set_title("MQAR accuracy by (T, n)")

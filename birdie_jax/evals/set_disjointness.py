@@ -51,3 +51,25 @@ def set_disjointness_batch(num_examples: int, seed: int, size_a: int, size_b: in
     rows = [set_disjointness_example(np.random.default_rng([seed, size_a, size_b, i]), size_a, size_b, vocab_size)
             for i in range(num_examples)]
     return np.stack([p for p, _ in rows]), np.asarray([t for _, t in rows], np.int32)
+
+
+DEFAULT_SIZES = ((4, 16), (16, 4))
+
+
+def evaluate_set_disjointness(ev, *, num_examples: int = 64, seed: int = 0, sizes=DEFAULT_SIZES,
+                              vocab_size: int = 256, **_) -> dict:
+    """Accuracy (argmax at the answer position is the shared element) per (|A|, |B|)."""
+    table = []
+    for size_a, size_b in sizes:
+        prompts, answers = set_disjointness_batch(num_examples, seed, int(size_a), int(size_b), vocab_size)
+        scores = ev.loglik(list(prompts), [[t] for t in answers], desc=f"set disjointness {size_a}/{size_b}")
+        table.append({"size_a": int(size_a), "size_b": int(size_b), "accuracy": float(scores.greedy.mean())})
+    return {"slices": table, "accuracy": float(np.mean([r["accuracy"] for r in table])), "vocab_size": vocab_size,
+            "prompt_as_prefix": ev.format.as_prefix}
+
+
+def plot_set_disjointness(result: dict, ax) -> None:
+    names = [f"|A|={r['size_a']}\n|B|={r['size_b']}" for r in result["slices"]]
+    ax.bar(names, [r["accuracy"] for r in result["slices"]], color="tab:green")
+    ax.set_ylabel("accuracy")
+    ax.set_title("set disjointness accuracy by (|A|, |B|)")

@@ -20,11 +20,12 @@ from birdie_jax.array_types import Array, Hidden, HiddenStep, PrefixMask, Segmen
 _MASKED = -1e30
 
 
-def apply_rope(x: Array, positions: Array, base: float) -> Array:
-    """Rotary embedding of x [b t h k] at integer positions [b t] (half-split convention)."""
+def apply_rope(x: Array, positions: Array, base: float, scaling: float = 1.0) -> Array:
+    """Rotary embedding of x [b t h k] at integer positions [b t] (half-split convention);
+    ``scaling`` s > 1 interpolates positions (p / s) to extend the trained context."""
     half = x.shape[-1] // 2
     freq = base ** (-jnp.arange(half, dtype=jnp.float32) / half)
-    angle = positions.astype(jnp.float32)[..., None, None] * freq  # [b t 1 half]
+    angle = (positions.astype(jnp.float32) / scaling)[..., None, None] * freq  # [b t 1 half]
     sin, cos = jnp.sin(angle), jnp.cos(angle)
     x1, x2 = jnp.split(x.astype(jnp.float32), 2, axis=-1)
     return jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1).astype(x.dtype)
@@ -77,7 +78,7 @@ class Attention(nnx.Module):
         prefix = self._prefix(prefix_mask, segment_ids)
         if state is None:
             positions = positions_from_segments(segment_ids)
-            q, k = (apply_rope(y, positions, self.cfg.rope_base) for y in (q, k))
+            q, k = (apply_rope(y, positions, self.cfg.rope_base, self.cfg.rope_scaling) for y in (q, k))
             index = jnp.broadcast_to(jnp.arange(t), (b, t))
             mask = attention_mask(segment_ids, segment_ids, index, index, prefix, prefix)
             out = attend(q, k, v, mask)
@@ -98,7 +99,7 @@ class Attention(nnx.Module):
         seg = jnp.where(segment_ids == 0, 0, segment_ids - segment_ids[:, :1] + state["current_segment"][:, None])
         continuing = seg == state["current_segment"][:, None]
         positions = positions_from_segments(segment_ids) + jnp.where(continuing, state["next_position"][:, None], 0)
-        q, k = (apply_rope(y, positions, self.cfg.rope_base) for y in (q, k))
+        q, k = (apply_rope(y, positions, self.cfg.rope_base, self.cfg.rope_scaling) for y in (q, k))
         state = _write_cache(state, k, v, seg, positions, prefix)
         s = state["k"].shape[1]
         q_index = state["length"][:, None] - t + jnp.arange(t)[None]  # [b t]

@@ -17,10 +17,10 @@ from birdie_jax.array_types import Array, SegmentIds
 class CausalConv1D(nnx.Module):
     """y_t = bias + sum_j w_j * x_{t-j}, j = 0..width-1, masked by segment."""
 
-    def __init__(self, cfg: ModelConfig, channels: int, rngs: nnx.Rngs):
-        self.width = cfg.conv_width
+    def __init__(self, cfg: ModelConfig, channels: int, rngs: nnx.Rngs, *, width: int | None = None):
+        self.width = cfg.conv_width if width is None else width  # the gated conv of JRT uses its own (3)
         init = nnx.initializers.variance_scaling(1.0, "fan_in", "truncated_normal", in_axis=0, out_axis=1)
-        self.weight = nnx.Param(init(rngs.params(), (cfg.conv_width, channels), dtype_of(cfg.param_dtype)))
+        self.weight = nnx.Param(init(rngs.params(), (self.width, channels), dtype_of(cfg.param_dtype)))
         self.bias = nnx.Param(jnp.zeros((channels,), dtype_of(cfg.param_dtype)))
 
     def zero_state(self, batch: int, channels: int, dtype=jnp.float32) -> Array:

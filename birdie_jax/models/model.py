@@ -14,8 +14,12 @@ from birdie_jax.config import ARCHITECTURE_HAS_MLP, ModelConfig
 from birdie_jax.errors import DataError
 from birdie_jax.models.attention import Attention
 from birdie_jax.models.gated_ssm import GatedSSM
+from birdie_jax.models.gated_conv import GatedConv
+from birdie_jax.models.gated_ssm_plus import GatedSSMPlus
 from birdie_jax.models.hawk import HawkMixer
 from birdie_jax.models.layers import RMSNorm, dtype_of, make_mlp
+from birdie_jax.models.linear_attention import based, prefix_linear_attention
+from birdie_jax.models.sliding_window import SlidingWindowAttention
 from birdie_jax.array_types import Array, Hidden, HiddenStep, Logits, PrefixMask, SegmentIds, Tokens
 
 def _mamba2(cfg: ModelConfig, rngs: nnx.Rngs, *, bidirectional: bool = False):
@@ -25,7 +29,9 @@ def _mamba2(cfg: ModelConfig, rngs: nnx.Rngs, *, bidirectional: bool = False):
 
 
 # Every mixer a layer may use (``model.architecture`` or a ``model.layers`` entry).
-MIXERS = {"gated_ssm": GatedSSM, "hawk": HawkMixer, "transformer": Attention, "mamba2": _mamba2}
+MIXERS = {"gated_ssm": GatedSSM, "hawk": HawkMixer, "transformer": Attention, "mamba2": _mamba2,
+          "based": based, "pla": prefix_linear_attention, "swa": SlidingWindowAttention, "gated_conv": GatedConv,
+          "gated_ssm_plus": GatedSSMPlus}
 HAS_MLP = ARCHITECTURE_HAS_MLP
 
 

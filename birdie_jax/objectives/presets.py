@@ -45,7 +45,7 @@ UL2_DECODER_WEIGHTS: tuple[tuple[Arm, float], ...] = (
     (InfillArm(rate=0.15, mean_span=3), 0.1),
     (InfillArm(rate=0.5, mean_span=32), 0.1),
 )
-MIXTURE_NAMES = ("clm", "ul2", "ul2_decoder", "fixed", "birdie")
+MIXTURE_NAMES = ("clm", "ul2", "ul2_decoder", "fixed", "birdie", "jrt")
 
 
 def class_uniform(arms: Sequence[Arm]) -> np.ndarray:
@@ -127,6 +127,11 @@ def build_mixture(cfg: Any, tokenizer: Any, *, seq_len: int) -> Mixture:
     kw = dict(special=special, seq_len=seq_len, paradigm=mode, append_prob=append_prob)
     if name == "clm":
         return Mixture(name, [NTPArm()], [1.0], **kw)
+    if name == "jrt":
+        from birdie_jax.objectives.jrt import JRTMixture  # noqa: PLC0415 — imports jax (loss), unlike the rest
+
+        return JRTMixture(special=special, seq_len=seq_len, mask_token_id=cfg.mask_token_id, mlm_prob=cfg.mlm_prob,
+                          prefix_len=cfg.prefix_len, prefix_split=cfg.prefix_split)
     if name in ("ul2", "ul2_decoder"):
         table = UL2_WEIGHTS if name == "ul2" else UL2_DECODER_WEIGHTS
         return Mixture(name, [a for a, _ in table], [w for _, w in table], **kw)

@@ -38,6 +38,9 @@ from birdie_jax.distributed import (batch_sharding, init_sharded, is_main_proces
                                     process_data_slice, shard_train_step, sharded_abstract, to_host)
 from birdie_jax.training.step import class_metrics, init_train_state, train_step_fn
 from birdie_jax.training.validation import Validator
+from birdie_jax.data.sources import task_data
+from birdie_jax.evals.training import RecallEvaluation
+from birdie_jax.prompt_format import training_format
 
 
 @dataclasses.dataclass
@@ -131,14 +134,19 @@ def _train(cfg: Config, *, resume: bool, stop_after: int | None, quiet: bool, al
     if cfg.model.vocab_size is not None and cfg.model.vocab_size < tokenizer.vocab_size:
         raise ConfigError(f"model.vocab_size={cfg.model.vocab_size} is smaller than the tokenizer's "
                           f"vocabulary ({tokenizer.vocab_size})")
-    documents = load_documents(cfg.data.corpus, fmt=cfg.data.format, text_field=cfg.data.text_field)
-    train_docs, val_docs = split_documents(documents, cfg.data.validation_fraction, cfg.seed)
+    task = task_data(cfg, tokenizer)  # generated recall tasks / prompt-answer pairs (None: a text corpus)
+    if task is None:
+        documents = load_documents(cfg.data.corpus, fmt=cfg.data.format, text_field=cfg.data.text_field)
+        train_docs, val_docs = split_documents(documents, cfg.data.validation_fraction, cfg.seed)
+    else:
+        train_docs, val_docs = task.train, task.validation
+    recall = RecallEvaluation(cfg, tokenizer, val_docs if task is None else None)
 
     checkpointer = Checkpointer(os.path.join(run_dir, "checkpoints"), keep=tcfg.keep_checkpoints)
     saved_meta, resume = _check_run_dir(checkpointer, cfg, tokenizer, run_dir, resume, allow_config_change, quiet)
     mixture = build_mixture(cfg.mixture, tokenizer, seq_len=cfg.data.seq_len)
     controller = None
-    if cfg.mixture.name == "birdie":
+    if cfg.mixture.name == "birdie" and task is None:
         controller = BirdieController(mixture.arm_classes, tcfg.steps, cfg.controller, seed=cfg.seed,
                                       arm_names=mixture.arm_names)
         mixture.set_probabilities(controller.initial_probabilities())
@@ -158,7 +166,7 @@ def _train(cfg: Config, *, resume: bool, stop_after: int | None, quiet: bool, al
     abstract = jax.eval_shape(initial_train_state)
     interventions.check_supported(init_cfg.kind, jax.eval_shape(
         lambda: nnx.merge(graphdef, abstract["params"]).init_state(1)), cfg.model.architecture)
-    iterator = _training_iterator(cfg, tokenizer, train_docs, mixture, shard, shards)
+    iterator = _training_iterator(cfg, tokenizer, train_docs, task.transform if task else mixture, shard, shards)
     if resume:
         restored = checkpointer.restore(sharded_abstract(abstract, mesh), iterator, abstract_controller=(
             abstract_like(controller.state_dict()) if controller else None))
@@ -196,10 +204,16 @@ def _train(cfg: Config, *, resume: bool, stop_after: int | None, quiet: bool, al
     guard = NonFiniteGuard(tcfg.on_nonfinite, saved_meta.get("nonfinite_skipped", 0) if resume else 0)
     writer = MetricsWriter(run_dir, tensorboard=tcfg.tensorboard, wandb_project=cfg.name if tcfg.wandb else None,
                            config=cfg.to_dict(), resume_step=start if resume else None, enabled=main)
-    validator = Validator(cfg, tokenizer, val_docs, mixture, graphdef, place=lambda b: to_mesh(b, mesh))
+    validator = Validator(cfg, tokenizer, val_docs, mixture, graphdef, place=lambda b: to_mesh(b, mesh),
+                          sample_transform=task.transform if task else None)
+    term_weights = None
+    if cfg.mixture.name == "jrt":
+        from birdie_jax.objectives.jrt import term_weights as jrt_term_weights  # noqa: PLC0415
+
+        term_weights = jrt_term_weights(cfg.mixture.mlm_weight, cfg.mixture.mlm_normalized)
     train_step = shard_train_step(train_step_fn(graphdef, tx, learning_rate_schedule(tcfg),
-                                                None if cfg.mixture.name == "clm" else mixture.class_lookup,
-                                                init_cfg, tcfg.grad_accum), abstract, mesh)
+                                                None if cfg.mixture.name in ("clm", "jrt") else mixture.class_lookup,
+                                                init_cfg, tcfg.grad_accum, term_weights), abstract, mesh)
     progress = Progress(tcfg.steps, start, enabled=tcfg.progress and not quiet and main, log_every=tcfg.log_every)
     if start == 0:
         parameters = sum(x.size for x in jax.tree.leaves(abstract["params"]))
@@ -245,6 +259,8 @@ def _train(cfg: Config, *, resume: bool, stop_after: int | None, quiet: bool, al
                         tick = time.perf_counter()
                         val.update(controller.metrics())
                 timer["validation_s"] += time.perf_counter() - tick
+                if general and recall.tasks:
+                    val.update(recall(graphdef, state["params"]))
                 val_loss = val.get("val_loss", val_loss)
                 writer.write(done, val)
                 if "val_loss" in val:
@@ -271,6 +287,7 @@ def _train(cfg: Config, *, resume: bool, stop_after: int | None, quiet: bool, al
         if controller:
             plot_mixture(run_dir)
     final = nnx.merge(graphdef, state["params"])
+    final.prompt_format = training_format(cfg)
     return TrainResult(run_dir, int(state["step"]), last_loss, val_loss, state["params"], final)
 
 

@@ -5,11 +5,15 @@ import dataclasses
 
 import jax
 
-from birdie_jax.config import Config, config_from_dict
+from birdie_jax.config import Config, ModelConfig, config_from_dict
 from birdie_jax.data.pipeline import make_batch_iterator
 from birdie_jax.training import initial_state as interventions
 from birdie_jax.training.checkpoint import Checkpointer, find_checkpoint_dir
 from birdie_jax.training.step import batch_loss
+
+
+#: Model fields a post-training recipe may change: they leave every parameter's shape alone.
+RECIPE_MODEL_FIELDS = ("rope_scaling", "max_len")
 
 
 def adopt_source_model(cfg: Config) -> Config:
@@ -21,7 +25,10 @@ def adopt_source_model(cfg: Config) -> Config:
     finally:
         source.close()
     source_cfg = config_from_dict(meta["config"], where=f"{cfg.init_from} (saved config)")
-    return dataclasses.replace(cfg, model=source_cfg.model, data=dataclasses.replace(
+    default = ModelConfig()
+    # Fields that change no parameter shape may be set by the recipe (e.g. RoPE scaling to a longer context).
+    recipe = {f: getattr(cfg.model, f) for f in RECIPE_MODEL_FIELDS if getattr(cfg.model, f) != getattr(default, f)}
+    return dataclasses.replace(cfg, model=dataclasses.replace(source_cfg.model, **recipe), data=dataclasses.replace(
         cfg.data, tokenizer=source_cfg.data.tokenizer, num_sentinels=source_cfg.data.num_sentinels))
 
 

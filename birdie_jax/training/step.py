@@ -34,8 +34,13 @@ def token_losses(logits: jax.Array, targets: jax.Array) -> tuple[jax.Array, jax.
 
 
 def batch_loss(graphdef: nnx.GraphDef, params: nnx.State, batch: Batch, class_lookup: jax.Array | None = None,
-               initial_state: list | None = None, return_state: bool = False) -> tuple[jax.Array, dict]:
+               initial_state: list | None = None, return_state: bool = False,
+               term_weights: tuple[float, float] | None = None) -> tuple[jax.Array, dict]:
     """Mean cross-entropy over the label tokens of the batch, plus counts.
+
+    With ``term_weights`` (the ``jrt`` mixture) the loss is instead w_NTP·L_NTP + w_MLM·L_MLM,
+    each term the mean over its own tokens (decoder / prefix labels), and the aux holds
+    ``loss_ntp``, ``loss_mlm`` and their token counts.
 
     With ``class_lookup`` (arm id → objective-class index) and an ``arm_ids`` field, the
     aux also holds per-class loss sums and label counts, for per-objective metrics. Rows
@@ -58,6 +63,11 @@ def batch_loss(graphdef: nnx.GraphDef, params: nnx.State, batch: Batch, class_lo
         aux["class_tokens"] = onehot.sum((0, 1))
     if return_state:
         aux["final_state"] = final_state
+    if term_weights is not None:
+        from birdie_jax.objectives.jrt import ntp_mlm_loss  # noqa: PLC0415
+
+        loss, terms = ntp_mlm_loss(losses, mask, prefix_mask, term_weights)
+        return loss, {**aux, **terms}
     return losses.sum() / n, aux
 
 
@@ -81,8 +91,11 @@ def init_train_state(params: nnx.State, tx: optax.GradientTransformation, seed: 
 
 def train_step_fn(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, schedule: optax.Schedule,
                   class_lookup: np.ndarray | None = None, initial_state_cfg: InitialStateConfig | None = None,
-                  num_micro: int = 1) -> Callable[[TrainState, Batch], tuple[TrainState, dict]]:
+                  num_micro: int = 1, term_weights: tuple[float, float] | None = None
+                  ) -> Callable[[TrainState, Batch], tuple[TrainState, dict]]:
     """The pure train step ``(state, batch) -> (state, metrics)``.
+
+    ``term_weights``: the ``jrt`` mixture's NTP and MLM weights (see :func:`batch_loss`).
 
     With an ``initial_state_cfg`` other than zero, each row starts from the intervention's
     state and the step carries/fits the final states in ``state["extras"]``. With
@@ -107,7 +120,7 @@ def train_step_fn(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, sche
         def loss_and_grad(params, b):
             b = dict(b)
             return jax.value_and_grad(batch_loss, argnums=1, has_aux=True)(
-                graphdef, params, b, lookup, b.pop("initial_state", None), bool(extras))
+                graphdef, params, b, lookup, b.pop("initial_state", None), bool(extras), term_weights)
 
         (loss, aux), grads = accumulate_gradients(loss_and_grad, state["params"], batch, num_micro)
         updates, opt_state = tx.update(grads, state["opt_state"], state["params"])

@@ -38,8 +38,11 @@ def stack_arm_rows(arm_sets: dict[str, list[dict]], batch_size: int, seq_len: in
 class Validator:
     """The run's fixed validation batches and the jitted steps that evaluate them."""
 
-    def __init__(self, cfg: Config, tokenizer, documents, mixture: Mixture, graphdef: nnx.GraphDef, place=None):
-        """``place`` puts a host batch on the devices (default: the default device)."""
+    def __init__(self, cfg: Config, tokenizer, documents, mixture: Mixture, graphdef: nnx.GraphDef, place=None,
+                 sample_transform=None):
+        """``place`` puts a host batch on the devices (default: the default device). With a
+        ``sample_transform`` (task examples, :mod:`birdie_jax.data.sources`) the validation
+        batches are made by it, and there is no per-objective validation."""
         self.mixture = mixture
         _place = place or _to_device
         tcfg, dcfg = cfg.train, cfg.data
@@ -47,9 +50,10 @@ class Validator:
         if documents and tcfg.eval_every and tcfg.eval_batches:
             self.ntp_batches = [_place(b) for b in make_eval_batches(
                 documents, tokenizer, seq_len=dcfg.seq_len, batch_size=dcfg.batch_size,
-                num_batches=tcfg.eval_batches, seed=cfg.seed)]
+                num_batches=tcfg.eval_batches, seed=cfg.seed, sample_transform=sample_transform)]
         self.arm_batches = []
-        if documents and cfg.mixture.name != "clm" and (tcfg.eval_every or cfg.mixture.name == "birdie"):
+        if (documents and sample_transform is None and cfg.mixture.name not in ("clm", "jrt")
+                and (tcfg.eval_every or cfg.mixture.name == "birdie")):
             sets = make_validation_sets(documents, tokenizer, mixture, seq_len=dcfg.seq_len,
                                         rows_per_arm=cfg.mixture.val_rows_per_config, seed=cfg.seed)
             self.arm_batches = [_place(b) for b in stack_arm_rows(sets, dcfg.batch_size, dcfg.seq_len,

@@ -7,21 +7,35 @@ Implementations (see ``IMPLEMENTATION_NAMES``):
 - ``"chunked"``: kernel matrices inside chunks, (S, z) carried across (the default).
 - ``"recurrent"``: per-position feature cumsums by ``linear_scan`` (O(t·F·p) memory).
 
-The Pallas kernels belong to a later issue; every backend uses ``"chunked"`` today.
+- ``"pallas"``: the backend's Pallas kernel of the chunked form, opt-in: Mosaic on TPU
+  (``pallas_tpu``), Triton lowering on GPU (``pallas_gpu``); XLA backward. No kernel on CPU.
+
+The default per backend is the table ``DEFAULT_IMPLEMENTATIONS`` (docs/kernels.md).
 Axis legend: b batch, t time, h heads, f key width, F = 1 + f + f², p value width.
 """
 
-from typing import Optional, Sequence, Tuple, Union
+from typing import Dict, Optional, Sequence, Tuple, Union
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from birdie_jax.kernels import dispatch
+
 from . import reference, xla
 from .reference import State, num_features
 
-IMPLEMENTATION_NAMES: Tuple[str, ...] = ("reference", "quadratic", "chunked", "recurrent")
-DEFAULT_IMPLEMENTATION = "chunked"
+IMPLEMENTATION_NAMES: Tuple[str, ...] = ("reference", "quadratic", "chunked", "recurrent", "pallas")
+# The default per backend: only implementations verified there (kernels/dispatch.py). The
+# Pallas kernels are opt-in until tools/check_kernels.py has passed on that hardware.
+DEFAULT_IMPLEMENTATIONS: Dict[str, str] = {"cpu": "chunked", "gpu": "chunked", "tpu": "chunked"}
+DEFAULT_IMPLEMENTATION = "chunked"  # any other backend
+
+
+_DISPATCH = dispatch.KernelDispatch("linear_attention", __package__, IMPLEMENTATION_NAMES, DEFAULT_IMPLEMENTATIONS,
+                                    DEFAULT_IMPLEMENTATION)
+default_implementation = _DISPATCH.default  # the table above, per backend name
+pallas_module = _DISPATCH.pallas_module  # pallas_tpu / pallas_gpu, or ImplementationUnavailableError
 DEFAULT_EPS = 1e-12  # the reference's eps (jrt.md §1.1)
 
 
@@ -96,8 +110,9 @@ def linear_attention(
         which continues the row's first document. None: zeros.
       eps: added to the denominator (1e-12 as in the reference).
       chunk_size: C of the chunked form (t need not be a multiple).
-      implementation: None (``"chunked"``), a name, or a list of names (the first is used;
-        every name is checked).
+      implementation: None (the backend default, ``DEFAULT_IMPLEMENTATIONS``), a name
+        (raising if it cannot run here; ``"pallas"`` is the backend's Pallas kernel), or a
+        list of names tried in order (warning and falling back when one cannot run).
 
     Returns:
       (y [b t h p] in the dtype of v, final state (S, z) float32: the last document's
@@ -110,7 +125,10 @@ def linear_attention(
     if segment_ids is None:
         segment_ids = jnp.ones(q.shape[:2], jnp.int32)
     args = (q, k, v, k_enc, v_enc, encoder_mask, segment_ids, initial_state, eps)
-    name = _pick(implementation)
+    backend = jax.default_backend()
+    name = _DISPATCH.choose(implementation, backend)
+    if name == "pallas":
+        return pallas_module(backend).linear_attention_pallas(*args, chunk_size=int(chunk_size))
     with jax.named_scope(f"linear_attention_{name}"):
         if name == "reference":
             return reference.linear_attention_reference(*args)
@@ -119,12 +137,3 @@ def linear_attention(
         if name == "recurrent":
             return xla.linear_attention_recurrent(*args)
         return xla.linear_attention_chunked(*args, chunk_size=int(chunk_size))
-
-
-def _pick(implementation) -> str:
-    names = [DEFAULT_IMPLEMENTATION] if implementation is None else (
-        [implementation] if isinstance(implementation, str) else list(implementation))
-    if not names or any(n not in IMPLEMENTATION_NAMES for n in names):
-        raise ValueError(f"linear_attention: unknown implementation {implementation!r}; valid names are "
-                         f"{', '.join(IMPLEMENTATION_NAMES)}")
-    return names[0]

@@ -45,24 +45,16 @@ __all__ = ["DEFAULT_IMPLEMENTATIONS", "IMPLEMENTATION_NAMES", "ImplementationUna
            "default_implementation", "is_available", "linear_scan", "pallas_module"]
 
 
-def pallas_module(backend: str):
-    """The Pallas kernel module for ``backend`` (``pallas_tpu`` or ``pallas_gpu``); raises
-    ImplementationUnavailableError naming the default when there is none or it fails to import."""
-    return dispatch.load_pallas_module("linear_scan", __package__, backend, default_implementation(backend))
-
-
-_unavailable = dispatch.pallas_unavailable(pallas_module)
+_DISPATCH = dispatch.KernelDispatch("linear_scan", __package__, IMPLEMENTATION_NAMES, DEFAULT_IMPLEMENTATIONS,
+                                    _FALLBACK_DEFAULT)
+default_implementation = _DISPATCH.default  # the table above, per backend name
+pallas_module = _DISPATCH.pallas_module  # pallas_tpu / pallas_gpu, or ImplementationUnavailableError
 
 
 def is_available(name: str, backend: Optional[str] = None) -> bool:
     """Whether implementation ``name`` can run on ``backend`` (default: the current one)."""
     dispatch.check_name("linear_scan", name, IMPLEMENTATION_NAMES)
-    return _unavailable(name, backend or jax.default_backend()) is None
-
-
-def default_implementation(backend: Optional[str] = None) -> str:
-    """The implementation ``implementation=None`` picks on ``backend`` (the table above)."""
-    return DEFAULT_IMPLEMENTATIONS.get(backend or jax.default_backend(), _FALLBACK_DEFAULT)
+    return _DISPATCH.unavailable(name, backend or jax.default_backend()) is None
 
 
 def _resolve(name: str, config: LinearScanConfig, backend: str) -> Callable[..., Tuple[jax.Array, jax.Array]]:
@@ -169,7 +161,6 @@ def linear_scan(
     reverse = bool(reverse)
 
     backend = jax.default_backend()
-    name = dispatch.choose("linear_scan", implementation, IMPLEMENTATION_NAMES, DEFAULT_IMPLEMENTATIONS,
-                           _FALLBACK_DEFAULT, _unavailable, backend)
+    name = _DISPATCH.choose(implementation, backend)
     h, h_last = _resolve(name, default_config(backend), backend)(a, b, h0, reset, reverse)
     return h.astype(b.dtype), h_last.astype(jnp.float32)

@@ -33,18 +33,10 @@ __all__ = ["DEFAULT_IMPLEMENTATIONS", "IMPLEMENTATION_NAMES", "ImplementationUna
            "default_implementation", "pallas_module", "ssd"]
 
 
-def default_implementation(backend: Optional[str] = None) -> str:
-    """The implementation ``implementation=None`` picks on ``backend`` (the table above)."""
-    return DEFAULT_IMPLEMENTATIONS.get(backend or jax.default_backend(), DEFAULT_IMPLEMENTATION)
-
-
-def pallas_module(backend: str):
-    """The Pallas kernel module for ``backend`` (``pallas_tpu`` or ``pallas_gpu``); raises
-    ImplementationUnavailableError naming the default when there is none or it fails to import."""
-    return dispatch.load_pallas_module("ssd", __package__, backend, default_implementation(backend))
-
-
-_unavailable = dispatch.pallas_unavailable(pallas_module)
+_DISPATCH = dispatch.KernelDispatch("ssd", __package__, IMPLEMENTATION_NAMES, DEFAULT_IMPLEMENTATIONS,
+                                    DEFAULT_IMPLEMENTATION)
+default_implementation = _DISPATCH.default  # the table above, per backend name
+pallas_module = _DISPATCH.pallas_module  # pallas_tpu / pallas_gpu, or ImplementationUnavailableError
 
 
 def _fmt(shape) -> str:
@@ -133,8 +125,7 @@ def ssd(
     reset = None if reset is None else jnp.asarray(reset)
     _validate(x, dt, A, B, C, D, initial_state, reset, chunk_size)
     backend = jax.default_backend()
-    name = dispatch.choose("ssd", implementation, IMPLEMENTATION_NAMES, DEFAULT_IMPLEMENTATIONS,
-                           DEFAULT_IMPLEMENTATION, _unavailable, backend)
+    name = _DISPATCH.choose(implementation, backend)
     if name == "reference":
         return reference.ssd_reference(x, dt, A, B, C, D, initial_state, reset)
     if name == "pallas":

@@ -23,12 +23,11 @@ from jax import lax
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as pltriton
 
-from birdie_jax.kernels.dispatch import ImplementationUnavailableError
+from birdie_jax.kernels.dispatch import check_triton_tiles
 
 from .pallas_common import VEC_COLUMNS, KernelInputs, chunk_step, ssd_with_xla_backward
 
 _F32 = jnp.float32
-_MIN_DOT = 16
 
 
 def _kernel(xs_ref, b_ref, c_ref, vec_ref, h0_ref, y_ref, final_ref, *, q: int, chunks: int):
@@ -69,18 +68,10 @@ def _forward_for(q: int, interpret: bool):
     return functools.partial(_forward, q=q, interpret=interpret)
 
 
-def _tileable(n: int) -> bool:
-    return n >= _MIN_DOT and n & (n - 1) == 0
-
-
 def check_tiling(chunk_size: int, head_dim: int, state_size: int) -> None:
     """Raises ImplementationUnavailableError for sizes the GPU kernel cannot tile."""
-    for what, value in (("chunk_size (model.mamba_chunk)", chunk_size), ("head_dim (model.mamba_head_dim)", head_dim),
-                        ("state size (model.mamba_d_state)", state_size)):
-        if not _tileable(value):
-            raise ImplementationUnavailableError(
-                f"ssd pallas (GPU): {what} = {value} is not a power of two >= {_MIN_DOT} (the Triton matmul "
-                f"tiles); use implementation='chunked'")
+    check_triton_tiles("ssd", {"chunk_size (model.mamba_chunk)": chunk_size, "head_dim (model.mamba_head_dim)": head_dim,
+                               "state size (model.mamba_d_state)": state_size})
 
 
 def ssd_pallas(x, dt, A, B, C, D: Optional[jax.Array] = None, initial_state: Optional[jax.Array] = None,

@@ -37,7 +37,8 @@ def character_accuracy(output: str, target: str) -> float:
 
 def copy_task(model, tokenizer, lengths: Sequence[int], *, train_len: int | None = None, trials: int = 16,
               seeds: Sequence[int] = SEEDS, alphabet: str = ALPHABET, chunk_len: int = 2048, batch_size: int = 8,
-              prompt_as_prefix: bool | None = None, out_dir: str | None = None, label: str = "model") -> dict:
+              prompt_as_prefix: bool | None = None, paradigm: str | None = "auto", out_dir: str | None = None,
+              label: str = "model") -> dict:
     """Character accuracy of greedy copying for strings of each length, mean ± std over seeds.
 
     Args:
@@ -45,7 +46,7 @@ def copy_task(model, tokenizer, lengths: Sequence[int], *, train_len: int | None
       lengths: string lengths in characters.
       train_len: the length the model was trained to copy (marked on the plot).
       trials: strings per (length, seed); seeds: independent draws (spec: 3).
-      chunk_len, batch_size, prompt_as_prefix: as in :func:`~birdie_jax.analysis.common.greedy_continue`.
+      chunk_len, batch_size, prompt_as_prefix, paradigm: as in :func:`~birdie_jax.analysis.common.greedy_continue`.
       out_dir: write ``copy.json`` and ``copy.png`` there (None: write nothing).
 
     Returns:
@@ -63,7 +64,8 @@ def copy_task(model, tokenizer, lengths: Sequence[int], *, train_len: int | None
             rng = np.random.default_rng([int(seed), int(length)])
             pairs = [copy_example(tokenizer, int(length), rng, alphabet) for _ in range(trials)]
             outputs = greedy_continue(model, tokenizer, [p for p, _ in pairs], max(len(a) for _, a in pairs),
-                                      chunk_len=chunk_len, prompt_as_prefix=prompt_as_prefix, batch_size=batch_size)
+                                      chunk_len=chunk_len, prompt_as_prefix=prompt_as_prefix, paradigm=paradigm,
+                                      batch_size=batch_size)
             texts = [tokenizer.decode(o, skip_special=True) for o in outputs]
             targets = [tokenizer.decode(a, skip_special=True) for _, a in pairs]
             per_seed[i, j] = np.mean([character_accuracy(o, t) for o, t in zip(texts, targets)])
@@ -90,3 +92,17 @@ def plot_copy(results: Mapping[str, dict], out_dir: str, name: str = NAME) -> st
     ax.grid(alpha=0.3)
     ax.legend()
     return save_figure(fig, out_dir, name)
+
+
+def evaluate_copy(ev, *, num_examples: int = 8, seed: int = 0, lengths: Sequence[int] = (16, 32),
+                  train_len: int | None = None, **_) -> dict:
+    """:func:`copy_task` through an :class:`~birdie_jax.evals.evaluator.Evaluator` (copy paradigm
+    for a model trained with class paradigm tokens)."""
+    ev.check_fits(2 * max(lengths) + 4, "copy")
+    return copy_task(ev.model, ev.tokenizer, lengths, train_len=train_len, trials=num_examples, seeds=(seed,),
+                     batch_size=ev.batch_size, prompt_as_prefix=ev.prompt_as_prefix,
+                     paradigm=ev.task_paradigm("copy"), label="model")
+
+
+def write_copy_png(result: dict, out_dir: str, name: str = NAME) -> str:
+    return plot_copy({result.get("label", "model"): result}, out_dir, name)

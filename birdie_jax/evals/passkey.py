@@ -49,6 +49,7 @@ def answer_matches(text: str, key: int | str) -> bool:
 
 def passkey(model, tokenizer, lengths: Sequence[int], depths: Sequence[float] = DEPTHS, *, trials: int = 20,
             seed: int = 0, chunk_len: int = 2048, batch_size: int = 8, prompt_as_prefix: bool | None = None,
+            paradigm: str | None = "auto",
             max_new_tokens: int | None = None, out_dir: str | None = None, label: str = "model") -> dict:
     """Exact-match accuracy of greedy passkey retrieval at every (length, depth).
 
@@ -58,7 +59,7 @@ def passkey(model, tokenizer, lengths: Sequence[int], depths: Sequence[float] = 
       depths: key positions as a fraction of the filler (default 0.1, 0.5, 0.9).
       trials: random 5-digit keys per cell.
       chunk_len: prefill chunk length (bounded memory); batch_size: prompts per pass.
-      prompt_as_prefix: prompt layout (see ``birdie_jax.generation``); None: by model.
+      prompt_as_prefix, paradigm: prompt format (see ``birdie_jax.generation``); None/"auto": as trained.
       max_new_tokens: decoding steps (default: the key's tokens + 2).
       out_dir: write ``passkey.json`` and the heat map ``passkey.png`` (None: write nothing).
 
@@ -77,7 +78,8 @@ def passkey(model, tokenizer, lengths: Sequence[int], depths: Sequence[float] = 
             keys = rng.integers(10_000, 100_000, size=trials)
             prompts = [tokenizer.encode(passkey_prompt(k, num_filler, depth)) for k in keys]
             answers = greedy_continue(model, tokenizer, prompts, max_new, chunk_len=chunk_len,
-                                      prompt_as_prefix=prompt_as_prefix, batch_size=batch_size)
+                                      prompt_as_prefix=prompt_as_prefix, paradigm=paradigm,
+                                      batch_size=batch_size)
             texts = [tokenizer.decode(a, skip_special=True) for a in answers]
             accuracy[i, j] = np.mean([answer_matches(t, k) for t, k in zip(texts, keys)])
             examples.append({"length": int(length), "depth": float(depth), "key": int(keys[0]), "answer": texts[0]})
@@ -103,3 +105,17 @@ def plot_passkey(result: Mapping, out_dir: str, name: str = NAME) -> str:
     ax.set_title(f"passkey retrieval accuracy ({result['label']}, {result['trials']} trials per cell)")
     fig.colorbar(image, ax=ax)
     return save_figure(fig, out_dir, name)
+
+
+def evaluate_passkey(ev, *, num_examples: int = 8, seed: int = 0, lengths: Sequence[int] = (256, 512),
+                     depths: Sequence[float] = DEPTHS, **_) -> dict:
+    """:func:`passkey` through an :class:`~birdie_jax.evals.evaluator.Evaluator`."""
+    ev.check_fits(max(lengths) + 16, "passkey")
+    result = passkey(ev.model, ev.tokenizer, lengths, depths, trials=num_examples, seed=seed,
+                     batch_size=ev.batch_size, prompt_as_prefix=ev.prompt_as_prefix, paradigm=ev.paradigm)
+    result["mean_accuracy"] = float(np.mean(result["accuracy"]))
+    return result
+
+
+def write_passkey_png(result: dict, out_dir: str, name: str = NAME) -> str:
+    return plot_passkey(result, out_dir, name)
