@@ -34,6 +34,20 @@ def load_checkpoint(path, step=None):
     return _load(path, step)
 
 
+def export(checkpoint, out, format="safetensors", step=None):
+    """Writes a run's model as a safetensors or Hugging Face folder (see :func:`birdie_jax.convert.export`)."""
+    from birdie_jax.convert import export as _export
+
+    return _export(checkpoint, out, format, step)
+
+
+def import_checkpoint(source, out, from_="auto", **kw):
+    """A safetensors or Hugging Face folder as a run folder (see :func:`birdie_jax.convert.import_checkpoint`)."""
+    from birdie_jax.convert import import_checkpoint as _import
+
+    return _import(source, out, from_, **kw)
+
+
 __all__ = ["BirdieError", "CheckpointError", "Config", "ConfigError", "DataConfig", "DataError", "Generation",
            "LanguageModel", "ModelConfig", "Sampling", "Scores", "TrainConfig", "build_model", "count_parameters",
-           "generate", "jrt_prompt", "kernels", "load_checkpoint", "load_config", "score", "state_size", "train"]
+           "export", "generate", "import_checkpoint", "jrt_prompt", "kernels", "load_checkpoint", "load_config", "score", "state_size", "train"]

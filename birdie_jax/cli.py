@@ -1,4 +1,5 @@
-"""Command line: ``birdie-jax train | generate | info | objectives | plot-mixture | analyze | eval``.
+"""Command line: ``birdie-jax train | generate | info | objectives | plot-mixture | analyze | eval | export |
+import``.
 
 Every problem with user input ends with one line ``error: ...`` and exit status 2.
 """
@@ -43,6 +44,8 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--layout", choices=["trained", "prefix", "causal"], default="trained",
                    help="prompt layout: as trained (default), prompt + [BG], or [BG] + prompt")
     g.add_argument("--paradigm", default="auto", help="paradigm token: auto (as trained), none, or a name")
+    g.add_argument("--read-twice", action="store_true",
+                   help="PLA (JRT-RNN) models: fill a prompt shorter than model.max_prefix_len by repeating it")
 
     from birdie_jax.analysis.cli import add_analyze_parser
     from birdie_jax.evals.cli import add_eval_parser
@@ -53,6 +56,10 @@ def _parser() -> argparse.ArgumentParser:
     add_plot_mixture_parser(sub)
     add_analyze_parser(sub)
     add_eval_parser(sub)
+
+    from birdie_jax.convert.cli import add_convert_parsers
+
+    add_convert_parsers(sub)
 
     i = sub.add_parser("info", help="show a config, its parameter count and state size")
     i.add_argument("--config", required=True)
@@ -107,7 +114,7 @@ def _generate(args) -> int:
         sampling = dataclasses.replace(sampling, stop_ids=newline_ids(run.tokenizer))
     layout = {"trained": None, "prefix": True, "causal": False}[args.layout]
     continuation = generate_text(run, prompt, args.max_new_tokens, sampling, prompt_as_prefix=layout,
-                                 paradigm=args.paradigm)
+                                 paradigm=args.paradigm, read_twice=args.read_twice)
     if args.stop_at_newline:
         continuation = continuation.split("\n")[0]
     print(prompt)
@@ -174,6 +181,9 @@ def main(argv: list[str] | None = None) -> int:
 
     handlers = {"train": _train, "generate": _generate, "info": _info, "objectives": run_objectives,
                 "plot-mixture": run_plot_mixture, "analyze": run_analyze, "eval": run_eval}
+    from birdie_jax.convert.cli import run_export, run_import
+
+    handlers.update({"export": run_export, "import": run_import})
     try:
         return handlers[args.command](args)
     except (BirdieError, _UsageError) as e:

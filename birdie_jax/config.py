@@ -22,7 +22,9 @@ import yaml
 from birdie_jax.controller.config import ControllerConfig
 from birdie_jax.distributed.mesh import MeshConfig
 from birdie_jax.errors import ConfigError
+from birdie_jax.kernels.linear_attention.api import IMPLEMENTATION_NAMES as LA_IMPLEMENTATIONS
 from birdie_jax.kernels.linear_scan.api import IMPLEMENTATION_NAMES as SCAN_IMPLEMENTATIONS
+from birdie_jax.kernels.ssd.api import IMPLEMENTATION_NAMES as SSD_IMPLEMENTATIONS
 
 ARCHITECTURES = ("gated_ssm", "hawk", "transformer", "mamba2", "hybrid")
 # Whether a single-architecture model puts an MLP after each mixer.
@@ -34,11 +36,21 @@ MLP_KINDS = ("gelu", "swiglu")
 INIT_SCHEMES = ("fan_in", "normal")
 DTYPES = ("float32", "bfloat16")
 BIDIRECTIONAL = ("none", "alternate", "all")
+EMBED_SCALES = ("sqrt_d", "sqrt_d_bf16", "none")
 
 
 def _check_choice(field: str, value: Any, choices: Sequence[str]) -> None:
     if value not in choices:
         raise ConfigError(f"{field} must be one of {', '.join(choices)}; got {value!r}")
+
+
+def round_to_bfloat16(value: float) -> float:
+    """``value`` as float32, then rounded to the nearest bfloat16 (ties to even), as a float."""
+    import numpy as np  # noqa: PLC0415
+
+    bits = int(np.asarray(value, np.float32).view(np.uint32))
+    bits = (bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF0000
+    return float(np.asarray(bits, np.uint32).view(np.float32))
 
 
 def _check_positive(field: str, value: Any) -> None:
@@ -94,18 +106,33 @@ class ModelConfig:
       mlp_multiple: the MLP hidden width d_model·mlp_expansion is rounded up to this multiple.
       init: ``fan_in`` (truncated normal, fan-in scaled) or ``normal`` (N(0, init_std) for
         every matrix, init_std/√(2·n_layers) for the projections back into the residual).
-      norm_eps: RMSNorm epsilon of the pre-norms and the final norm.
-      embed_scale: multiply embeddings by √d_model (Griffin style); False for Based/JRT.
+      embed_scale: what multiplies the embeddings: ``sqrt_d`` (√d_model), ``sqrt_d_bf16``
+        (√d_model rounded to bfloat16, as Hugging Face's RecurrentGemma computes it) or
+        ``none`` (true/false mean sqrt_d/none); None: ``none`` for mamba2 (as in Mamba-2), ``sqrt_d``
+        otherwise (resolved when the config is built).
+      logit_soft_cap: logits ← cap·tanh(logits / cap) (RecurrentGemma: 30); None: no cap.
+      norm_eps: epsilon of the block and final RMSNorms (and Mamba-2's gated norm); None:
+        1e-5 for mamba2 (as in Mamba-2), 1e-6 otherwise (resolved when the config is built).
+      linear_bias: Hawk only: biases on the recurrent block's gate/input/output projections
+        and on the MLP (as in RecurrentGemma).
+      rglru_heads: Hawk only: the RG-LRU gates are block-diagonal with this many blocks
+        (RecurrentGemma: one per attention head); 1 = dense gates.
+      rglru_reset_multiplier: Hawk only: the input multiplier √(1−a²) is 1 at a document's
+        first token (as in RecurrentGemma), so there h = i⊙u. A row that starts from a given
+        state continues its document; one that starts without a state starts a document.
       la_feature_dim: f of the ``based``/``pla`` layers (Taylor features 1 + f + f²; heads
         ``num_heads``, value width ``head_dim``).
       la_chunk: chunk length of the chunked linear-attention form.
-      la_implementation: force a ``linear_attention`` implementation (None: chunked).
+      la_implementation: force a ``linear_attention`` implementation (None: the backend's
+        default from its ``DEFAULT_IMPLEMENTATIONS``; ``pallas``: the opt-in Pallas kernel).
       swa_window: tokens before the current one that ``swa`` attends to (heads ``num_heads``
         × ``head_dim``, RoPE base ``rope_base``).
       gated_conv_width: kernel width of the ``gated_conv`` short convolution.
       max_prefix_len: the longest prompt prefix PLA models read at inference (M = min(L, this)).
       rope_scaling: RoPE position interpolation factor s (positions divided by s): a Transformer
         trained at length L reads s·L tokens (set max_len to match), as Birdie extends 2k → 16k.
+      ssd_implementation: force an ``ssd`` implementation for ``mamba2`` layers (None: the
+        backend's default from its ``DEFAULT_IMPLEMENTATIONS``; ``pallas``: the opt-in kernel).
     """
 
     architecture: str = "hawk"
@@ -135,8 +162,12 @@ class ModelConfig:
     mlp: str = "gelu"
     mlp_multiple: int = 8
     init: str = "fan_in"
-    norm_eps: float = 1e-6
-    embed_scale: bool = True
+    embed_scale: str | bool | None = None
+    logit_soft_cap: float | None = None
+    norm_eps: float | None = None
+    linear_bias: bool = False
+    rglru_heads: int = 1
+    rglru_reset_multiplier: bool = False
     la_feature_dim: int = 16
     la_chunk: int = 64
     la_implementation: str | None = None
@@ -144,6 +175,7 @@ class ModelConfig:
     gated_conv_width: int = 3
     max_prefix_len: int = 1024
     rope_scaling: float = 1.0
+    ssd_implementation: str | None = None
 
     def __post_init__(self):
         _check_choice("model.architecture", self.architecture, ARCHITECTURES)
@@ -171,13 +203,14 @@ class ModelConfig:
         _check_choice("model.mlp", self.mlp, MLP_KINDS)
         _check_choice("model.init", self.init, INIT_SCHEMES)
         _check_positive("model.mlp_multiple", self.mlp_multiple)
-        _check_positive("model.norm_eps", self.norm_eps)
         for name in ("la_feature_dim", "la_chunk", "swa_window", "gated_conv_width", "max_prefix_len"):
             _check_positive(f"model.{name}", getattr(self, name))
         if self.la_implementation is not None:
-            _check_choice("model.la_implementation", self.la_implementation,
-                          ("reference", "quadratic", "chunked", "recurrent"))
+            _check_choice("model.la_implementation", self.la_implementation, LA_IMPLEMENTATIONS)
+        if self.ssd_implementation is not None:
+            _check_choice("model.ssd_implementation", self.ssd_implementation, SSD_IMPLEMENTATIONS)
         self._check_layers()
+        self._check_conversion_options()
 
     def _check_mamba2_heads(self) -> None:
         inner = self.mamba_expand * self.d_model
@@ -223,6 +256,43 @@ class ModelConfig:
             return ARCHITECTURE_HAS_MLP[self.architecture]
         return self.layers[index % len(self.layers)].endswith("+mlp")
 
+    def uses_mixer(self, name: str) -> bool:
+        """Whether any layer's mixer is ``name`` (e.g. ``pla``: the model reads prompts as prefixes)."""
+        return any(self.layer_mixer(i) == name for i in range(self.n_layers))
+
+    def _check_conversion_options(self) -> None:
+        """The options that make a model compute what another framework's model does; resolves
+        ``embed_scale`` and ``norm_eps`` left at None to the architecture's defaults."""
+        scale = self.embed_scale
+        if scale is None:
+            scale = "none" if self.architecture == "mamba2" else "sqrt_d"
+        elif isinstance(scale, bool):
+            scale = "sqrt_d" if scale else "none"
+        _check_choice("model.embed_scale", scale, EMBED_SCALES)
+        object.__setattr__(self, "embed_scale", scale)
+        if self.norm_eps is None:
+            object.__setattr__(self, "norm_eps", 1e-5 if self.architecture == "mamba2" else 1e-6)
+        _check_positive("model.norm_eps", self.norm_eps)
+        if self.logit_soft_cap is not None:
+            _check_positive("model.logit_soft_cap", self.logit_soft_cap)
+        _check_positive("model.rglru_heads", self.rglru_heads)
+        if self.state_dim % self.rglru_heads:
+            raise ConfigError(f"model.rglru_heads={self.rglru_heads} must divide model.state_dim={self.state_dim}")
+        hawk_only = {"linear_bias": self.linear_bias, "rglru_heads": self.rglru_heads != 1,
+                     "rglru_reset_multiplier": self.rglru_reset_multiplier}
+        used = [f"model.{k}" for k, v in hawk_only.items() if v]
+        if used and not self.uses_mixer("hawk"):
+            raise ConfigError(f"{', '.join(used)} only apply to hawk layers; this {self.architecture} model has none")
+
+    @property
+    def embedding_scale(self) -> float | None:
+        """The factor that multiplies the embeddings (None: no scaling)."""
+        if self.embed_scale == "none":
+            return None
+        if self.embed_scale == "sqrt_d_bf16":
+            return round_to_bfloat16(self.d_model**0.5)
+        return self.d_model**0.5
+
     def layer_is_bidirectional(self, index: int) -> bool:
         """Whether layer ``index`` reads prefixes both ways (Birdie: even-indexed layers)."""
         return self.bidirectional == "all" or (self.bidirectional == "alternate" and index % 2 == 0)
@@ -231,6 +301,10 @@ class ModelConfig:
     def mlp_hidden(self) -> int:
         """MLP hidden width d_model·mlp_expansion, rounded up to a multiple of ``mlp_multiple``."""
         return -(-int(round(self.d_model * self.mlp_expansion)) // self.mlp_multiple) * self.mlp_multiple
+
+
+PACKINGS = ("document", "stream")
+CARRY_FALLBACKS = ("previous", "zero")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -252,6 +326,12 @@ class DataConfig:
       validation_fraction: share of documents held out for evaluation.
       num_workers: Grain prefetch processes (0: in-process).
       shuffle: shuffle documents every epoch.
+      packing: ``document`` (samples packed per document, reset at each document start: the
+        default, needed by prefix objectives) or ``stream`` (rows are contiguous seq_len-token
+        chunks of one EOS-joined document stream, no reset inside a row: the setting of
+        arXiv 2507.02782, next-token prediction only; see :mod:`birdie_jax.data.stream_rows`).
+      markov_order, markov_symbols, markov_topics, markov_concentration, markov_documents,
+        markov_doc_len, markov_seed: the ``corpus: markov`` source (see :mod:`birdie_jax.data.markov`).
       process_split: how several processes share the data: ``documents`` (each reads its
         own slice of the documents and packs only its rows: the least work) or ``rows``
         (each packs the whole global batch and keeps its rows: the same batches whatever
@@ -268,11 +348,20 @@ class DataConfig:
     validation_fraction: float = 0.05
     num_workers: int = 0
     shuffle: bool = True
+    packing: str = "document"
+    markov_order: int = 2
+    markov_symbols: int = 8
+    markov_topics: int = 1
+    markov_concentration: float = 0.3
+    markov_documents: int = 200
+    markov_doc_len: int = 4096
+    markov_seed: int = 0
     process_split: str = "documents"
 
     def __post_init__(self):
         _check_choice("data.process_split", self.process_split, ("documents", "rows"))
         _check_choice("data.format", self.format, ("auto", "text", "jsonl", "dir", "pairs"))
+        _check_choice("data.packing", self.packing, PACKINGS)
         for name in ("corpus", "tokenizer", "text_field"):
             _check_path(f"data.{name}", getattr(self, name))
         for name in ("seq_len", "batch_size", "num_sentinels"):
@@ -431,6 +520,12 @@ class InitialStateConfig:
       freeze_stats: ``fitted_noise``: stop updating the fitted statistics.
       calibration_batches: ``fitted_noise``: zero-state forward batches used to fit the
         statistics when training starts without any (e.g. from ``init_from``).
+      min_carry_fraction: ``state_passing`` / ``fitted_noise`` under per-document packing: a
+        row's state is carried (or fitted) only if its last document filled at least this
+        fraction of the row; a row ending in padding carries the state after its last real
+        token, never a padding state (see :mod:`birdie_jax.training.carry`).
+      carry_fallback: what a row carries when its state does not qualify: ``previous`` (the
+        carry it started from) or ``zero``.
     """
 
     kind: str = "zero"
@@ -439,9 +534,14 @@ class InitialStateConfig:
     carry_conv_state: bool = True
     freeze_stats: bool = False
     calibration_batches: int = 50
+    min_carry_fraction: float = 0.5
+    carry_fallback: str = "previous"
 
     def __post_init__(self):
         _check_choice("initial_state.kind", self.kind, INITIAL_STATES)
+        _check_choice("initial_state.carry_fallback", self.carry_fallback, CARRY_FALLBACKS)
+        if not 0.0 <= self.min_carry_fraction <= 1.0:
+            raise ConfigError(f"initial_state.min_carry_fraction must be in [0, 1], got {self.min_carry_fraction}")
         if self.noise_std < 0:
             raise ConfigError(f"initial_state.noise_std must be >= 0, got {self.noise_std}")
         if not 0.0 <= self.reset_prob <= 1.0:

@@ -105,13 +105,28 @@ def with_paradigm(prefix: np.ndarray, paradigm: int | None) -> np.ndarray:
     return prefix if paradigm is None else np.concatenate([prefix, [paradigm]]).astype(np.int32)
 
 
-def prompt_layout(prompt: np.ndarray, bg_id: int, as_prefix: bool,
-                  paradigm: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def prefix_part(prompt: np.ndarray, max_prefix: int | None, read_twice: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(prefix, rest) of a prompt read as a PLA prefix (jrt.md §1.4): M = min(L, max_prefix)
+    tokens, the rest causal. ``read_twice`` (Read-2×) fills a prefix shorter than ``max_prefix``
+    by repeating the prompt: copies of it, the last one whole, cut to ``max_prefix`` tokens."""
+    prompt = np.asarray(prompt, np.int32)
+    if max_prefix is None:
+        return prompt, prompt[:0]
+    if read_twice and 0 < len(prompt) < max_prefix:
+        copies = -(-max_prefix // len(prompt))
+        return np.tile(prompt, copies)[-max_prefix:], prompt[:0]
+    return prompt[:max_prefix], prompt[max_prefix:]
+
+
+def prompt_layout(prompt: np.ndarray, bg_id: int, as_prefix: bool, paradigm: int | None = None, *,
+                  max_prefix: int | None = None, read_twice: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """(tokens int32[t], prefix_mask bool[t]) that put a model at the start of its answer:
     ``prompt + [P] + [BG]`` (prefix) or ``[P] + [BG] + prompt`` (causal, as an NTP sample
-    with a paradigm token); [P] only when ``paradigm`` is an id."""
+    with a paradigm token); [P] only when ``paradigm`` is an id. A PLA model's prefix is
+    capped at ``max_prefix`` tokens (``prefix + [P] + [BG] + rest``; see :func:`prefix_part`)."""
     if as_prefix:
-        sample = layout_sample(with_paradigm(prompt, paradigm), np.zeros(1, np.int32), bg_id=bg_id)
+        head, rest = prefix_part(prompt, max_prefix, read_twice)
+        sample = layout_sample(with_paradigm(head, paradigm), np.append(rest, 0).astype(np.int32), bg_id=bg_id)
         return sample["inputs"], sample["region"] != 2
     head = with_paradigm(np.zeros(0, np.int32), paradigm)
     tokens = np.concatenate([head, [bg_id], prompt]).astype(np.int32)
@@ -131,6 +146,11 @@ def left_pad(rows: Sequence[np.ndarray], masks: Sequence[np.ndarray], pad_id: in
     return tokens, segments, prefix
 
 
+def prefix_cap(model: LanguageModel) -> int | None:
+    """The longest prompt prefix the model reads: ``max_prefix_len`` for PLA models, else no cap."""
+    return model.cfg.max_prefix_len if model.cfg.uses_mixer("pla") else None
+
+
 def _bucket(n: int, multiple: int = 64) -> int:
     """Rounds a length up so that similar prompts share one compiled function."""
     return -(-n // multiple) * multiple
@@ -138,7 +158,7 @@ def _bucket(n: int, multiple: int = 64) -> int:
 
 def generate(model: LanguageModel, prompts: Sequence, max_new_tokens: int, sampling: Sampling | None = None, *,
              tokenizer=None, prompt_as_prefix: bool | None = None, paradigm: str | None = AUTO,
-             return_logits: bool = False) -> Generation:
+             return_logits: bool = False, read_twice: bool = False) -> Generation:
     """Continues a batch of prompts (strings or token-id arrays) of any lengths.
 
     Args:
@@ -151,6 +171,9 @@ def generate(model: LanguageModel, prompts: Sequence, max_new_tokens: int, sampl
       paradigm: paradigm token name (``plm``, ``copy``, ..., ``s``), None for none, ``"auto"``:
         as trained (see :mod:`birdie_jax.prompt_format`).
       return_logits: also return the logits each token was drawn from.
+      read_twice: PLA models: fill a prompt shorter than ``max_prefix_len`` by repeating it
+        (Read-2×, jrt.md §1.4). A PLA model's prefix is the prompt's first
+        M = min(L, ``max_prefix_len``) tokens; decoding then keeps a constant-size state.
     """
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
@@ -162,11 +185,14 @@ def generate(model: LanguageModel, prompts: Sequence, max_new_tokens: int, sampl
     sampling = dataclasses.replace(sampling, stop_ids=tuple(sorted({*sampling.stop_ids, special.eos})))
     fmt = resolve_format(model, prompt_as_prefix, paradigm)
     token = paradigm_id(fmt.paradigm, special)
-    laid_out = [prompt_layout(_as_ids(p, tokenizer), special.bg, fmt.as_prefix, token) for p in prompts]
+    laid_out = [prompt_layout(_as_ids(p, tokenizer), special.bg, fmt.as_prefix, token, max_prefix=prefix_cap(model),
+                              read_twice=read_twice) for p in prompts]
     for i, (row, _) in enumerate(laid_out):
         check_token_ids(row, model.cfg.vocab_size, f"prompt {i}")
+    # At least one pad before every prompt, so each starts a segment: prefill continues a zero
+    # state, and a layer that treats a document's first token specially must see it as one.
     tokens, segments, prefix = left_pad([r for r, _ in laid_out], [m for _, m in laid_out], special.pad,
-                                        _bucket(max(len(r) for r, _ in laid_out)))
+                                        _bucket(max(len(r) for r, _ in laid_out) + 1))
     graphdef, params = nnx.split(model)
     logits, state = prefill(graphdef, params, jnp.asarray(tokens), jnp.asarray(segments), jnp.asarray(prefix),
                             cache_len=tokens.shape[1] + max_new_tokens)
@@ -234,13 +260,14 @@ class Scores:
 
 def score(model: LanguageModel, contexts: Sequence, continuations: Sequence, *, tokenizer=None,
           prompt_as_prefix: bool | None = None, paradigm: str | None = AUTO, masks: Sequence | None = None,
-          batch_size: int = 16) -> Scores:
+          batch_size: int = 16, read_twice: bool = False) -> Scores:
     """log p(continuation | context) for each pair, batched (multiple-choice evaluation).
 
     The context is laid out as a generation prompt would be (context + [P] + [BG], or
     [P] + [BG] + context; see :func:`generate` for ``prompt_as_prefix`` and ``paradigm``) and
     only continuation tokens are scored — with ``masks`` (bool per continuation token), only
-    the masked ones (the rest are read, teacher-forced, but not scored).
+    the masked ones (the rest are read, teacher-forced, but not scored). A PLA model reads the
+    context as :func:`generate` does (prefix cap, ``read_twice``).
     """
     if len(contexts) != len(continuations):
         raise ValueError(f"{len(contexts)} contexts but {len(continuations)} continuations")
@@ -256,7 +283,9 @@ def score(model: LanguageModel, contexts: Sequence, continuations: Sequence, *, 
         if len(continuation) == 0:
             raise DataError(f"continuation {i} is empty")
         if fmt.as_prefix:
-            sample = layout_sample(with_paradigm(context, token), continuation, bg_id=bg)
+            head, rest = prefix_part(context, prefix_cap(model), read_twice)
+            sample = layout_sample(with_paradigm(head, token), np.concatenate([rest, continuation]), bg_id=bg)
+            sample["targets"][len(sample["targets"]) - len(continuation) - len(rest):][:len(rest)] = IGNORE_ID
         else:
             head = with_paradigm(np.zeros(0, np.int32), token)
             sample = layout_sample(head, np.concatenate([context, continuation]), bg_id=bg)

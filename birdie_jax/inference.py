@@ -53,9 +53,10 @@ def prompt_as_prefix(cfg) -> bool:
 
 
 def generate_text(run: LoadedRun, prompt: str, max_new_tokens: int = 200, sampling: Sampling | None = None, *,
-                  prompt_as_prefix: bool | None = None, paradigm: str | None = "auto") -> str:
+                  prompt_as_prefix: bool | None = None, paradigm: str | None = "auto",
+                  read_twice: bool = False) -> str:
     """Text continuation of ``prompt``, by default in the layout (and with the paradigm token)
-    the run's model was trained with."""
+    the run's model was trained with; ``read_twice``: Read-2× for PLA models."""
     out = generate(run.model, [prompt], max_new_tokens, sampling, tokenizer=run.tokenizer,
-                   prompt_as_prefix=prompt_as_prefix, paradigm=paradigm)
+                   prompt_as_prefix=prompt_as_prefix, paradigm=paradigm, read_twice=read_twice)
     return run.tokenizer.decode(out.tokens[0], skip_special=True)

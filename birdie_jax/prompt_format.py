@@ -46,7 +46,9 @@ def training_format(cfg) -> PromptFormat:
     """
     mixture = cfg.mixture
     as_prefix = cfg.model.bidirectional != "none" or mixture.name != "clm" or cfg.data.format == "pairs"
-    tokens_on = mixture.paradigm_tokens if mixture.paradigm_tokens is not None else mixture.name != "clm"
+    # jrt (JRT-RNN's NTP + MLM) lays samples out as prefix LM without paradigm tokens.
+    tokens_on = mixture.name != "jrt" and (mixture.paradigm_tokens if mixture.paradigm_tokens is not None
+                                           else mixture.name != "clm")
     if not tokens_on or not as_prefix:
         return PromptFormat(as_prefix, None)
     return PromptFormat(True, "s" if mixture.name.startswith("ul2") else "plm")
@@ -54,10 +56,10 @@ def training_format(cfg) -> PromptFormat:
 
 def resolve_format(model, prompt_as_prefix: bool | None, paradigm: str | None) -> PromptFormat:
     """The format to use: explicit arguments, else the model's ``prompt_format``, else by
-    architecture (prefix when the model has bidirectional layers, no paradigm)."""
+    architecture (prefix when the model has bidirectional or PLA layers, no paradigm)."""
     trained = getattr(model, "prompt_format", None)
     if trained is None:
-        trained = PromptFormat(model.cfg.bidirectional != "none", None)
+        trained = PromptFormat(model.cfg.bidirectional != "none" or model.cfg.uses_mixer("pla"), None)
     as_prefix = trained.as_prefix if prompt_as_prefix is None else bool(prompt_as_prefix)
     if paradigm == AUTO:
         paradigm = trained.paradigm

@@ -3,8 +3,8 @@
     XLA_FLAGS=--xla_force_host_platform_device_count=8 JAX_PLATFORMS=cpu \
         python tests/distributed_worker.py main OUT_DIR
 
-runs (b) sequence parallelism, (a) one training step per mesh layout, (c) gradient
-accumulation and (d) a checkpoint saved on 8 devices (asynchronously, with the Grain
+runs (b) sequence parallelism, (a) one training step per mesh layout (and, for a JRT-RNN
+hybrid, two steps on a 2×2×2 mesh), (c) gradient accumulation and (d) a checkpoint saved on 8 devices (asynchronously, with the Grain
 iterator) restored onto a 4-device mesh (``jax.devices()[:4]``), continuing the run.
 Each check prints one sentinel line ``CHECK <name> <max abs error>`` (or raises) and the
 run ends with ``WORKER DONE``; the test asserts on them. The test then calls
@@ -296,12 +296,52 @@ def check_sequence_model() -> None:
     check("model_sequence_parallel_grad", scaled_diff(g1, g2))
 
 
+def check_hybrid_training() -> None:
+    """A JRT-RNN hybrid (gated conv, PLA, SWA, SwiGLU; NTP + MLM loss on prefix-LM rows): two
+    training steps on a data × fsdp × tensor mesh equal the same steps on one device."""
+    from birdie_jax.objectives import build_mixture
+    from birdie_jax.objectives.jrt import term_weights
+
+    cfg = birdie_jax.load_config("jrt_rnn_tiny", "model.d_model=32", "model.n_layers=3", "model.num_heads=2",
+                                 "model.layers=[gated_conv+mlp, pla+mlp, swa+mlp]", "model.la_feature_dim=4",
+                                 "model.swa_window=4", "model.la_chunk=8", f"data.seq_len={SEQ}",
+                                 f"data.batch_size={BATCH}", "mixture.prefix_len=[2, 10]", "train.warmup_steps=0",
+                                 "train.steps=10", "train.eps=1e-4")
+    tokenizer = build_tokenizer("byte")
+    mixture = build_mixture(cfg.mixture, tokenizer, seq_len=SEQ)
+    data = batches(tokenizer, 2, make_batch_iterator(DOCUMENTS, tokenizer, seq_len=SEQ, batch_size=BATCH, seed=0,
+                                                     sample_transform=mixture))
+    assert all(((b["region"] != 2) & (b["targets"] != -100)).any() for b in data)  # MLM targets present
+    tx, schedule = make_optimizer(cfg.train), learning_rate_schedule(cfg.train)
+    build = lambda: birdie_jax.build_model(cfg, seed=0, vocab_size=tokenizer.vocab_size)  # noqa: E731
+    graphdef, _ = nnx.split(nnx.eval_shape(build))
+    state0 = host(init_train_state(nnx.split(build())[1], tx, 0))
+    step_fn = make_train_step_fn(graphdef, tx, schedule, term_weights=term_weights(0.25, False))
+    results = {}
+    for name, mesh in (("one", None), ("2x2x2", mesh_of((2, 2, 2)))):
+        if mesh is None:
+            state, step, put = jax.device_put(state0, jax.devices()[0]), jax.jit(step_fn), (
+                lambda b: {n: jnp.asarray(v) for n, v in b.items()})
+        else:
+            state = place_state(state0, mesh)
+            step, put = shard_train_step(step_fn, state, mesh), (lambda b, mesh=mesh: global_batch(b, mesh=mesh))
+        losses = []
+        for batch in data:
+            state, metrics = step(state, put(batch))
+            losses.append(float(metrics["loss"]))
+        results[name] = (losses, host(state))
+    (ref_losses, ref), (losses, state) = results["one"], results["2x2x2"]
+    check("hybrid_2x2x2_loss", max(abs(a - b) for a, b in zip(losses, ref_losses)))
+    check("hybrid_2x2x2_params", max_diff(state["params"], ref["params"]))
+
+
 if __name__ == "__main__":
     mode, out_dir = sys.argv[1], sys.argv[2]
     if mode == "main":
         assert jax.device_count() == 8, jax.devices()
         check_sequence()
         check_training(out_dir)
+        check_hybrid_training()
     else:
         raise SystemExit(f"unknown mode {mode}")
     print("WORKER DONE", flush=True)

@@ -179,26 +179,27 @@ def test_passkey_scores_each_cell(monkeypatch):
             out.append(tokenizer.encode(f" {key}. Remember"[:max_new]))
         return out
 
-    monkeypatch.setattr(importlib.import_module("birdie_jax.analysis.passkey"), "greedy_continue", reader)
+    monkeypatch.setattr(importlib.import_module("birdie_jax.evals.passkey"), "greedy_continue", reader)
     result = analysis.passkey(None, TOKENIZER, [500, 700, 900], [0.1, 0.9], trials=3)
     assert result["accuracy"] == [[1.0, 0.0], [1.0, 0.0], [1.0, 0.0]]
     assert [e["depth"] for e in result["examples"]] == [0.1, 0.9] * 3
 
 
 def test_copy_task_scores_characters(monkeypatch):
-    """A stub copier that gets every other character right: accuracy ⌈n/2⌉/n per length, std 0."""
+    """A stub copier that gets every other character right and stops one short (a missing
+    character counts as wrong): accuracy ⌈(n−1)/2⌉/n per length, std 0."""
     def copier(model, tokenizer, prompts, max_new, **kw):
         out = []
         for ids in prompts:
-            text = tokenizer.decode(ids[:-1])  # the string, without [COPY]
+            text = tokenizer.decode(ids[:-1])[:-1]  # the string without [COPY], one character short
             out.append(np.append(tokenizer.encode("".join(c if i % 2 == 0 else "#" for i, c in enumerate(text))),
                                  tokenizer.special.eos))
         return out
 
-    monkeypatch.setattr(importlib.import_module("birdie_jax.analysis.copy_task"), "greedy_continue", copier)
+    monkeypatch.setattr(importlib.import_module("birdie_jax.evals.copy"), "greedy_continue", copier)
     result = analysis.copy_task(None, TOKENIZER, [3, 4, 7], trials=2, seeds=(0, 1))
-    np.testing.assert_allclose(result["accuracy"], [2 / 3, 2 / 4, 4 / 7])
-    np.testing.assert_allclose(result["per_seed"], [[2 / 3] * 2, [2 / 4] * 2, [4 / 7] * 2])
+    np.testing.assert_allclose(result["accuracy"], [1 / 3, 2 / 4, 3 / 7])
+    np.testing.assert_allclose(result["per_seed"], [[1 / 3] * 2, [2 / 4] * 2, [3 / 7] * 2])
     assert result["std"] == [0.0, 0.0, 0.0]
 
 

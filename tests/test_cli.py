@@ -17,6 +17,8 @@ def _run(capsys, *argv):
     ("train.steps=ten", "train.steps must be an integer"),
     ("model.architecture=lstm", "model.architecture must be one of"),
     ("data.corpus=/no/such/corpus.txt", "/no/such/corpus.txt"),
+    ("model.scan_implementation=fast", "model.scan_implementation must be one of"),
+    ("model.scan_implementation=pallas", "no Pallas kernel for backend 'cpu'"),  # tests run on CPU (conftest)
 ])
 def test_bad_config_and_paths_give_one_clear_line(capsys, tmp_path, override, message):
     code, err = _run(capsys, "train", "--config", "hawk_tiny", f"train.run_dir={tmp_path}/run", override)

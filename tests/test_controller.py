@@ -180,6 +180,17 @@ def test_stub_critic_makes_arm_i_the_largest():
         assert np.all(action >= 0) and abs(action.sum() - 1) < 1e-6
 
 
+def test_action_is_the_renormalised_mean_of_the_top_k():
+    """Spec §6.5 step 4, re-derived with NumPy: the mean of the 8 best-scoring candidates, divided by its sum."""
+    rng = np.random.default_rng(3)
+    candidates = rng.dirichlet(np.ones(N_ARMS), 64).astype(np.float32) * rng.uniform(0.5, 2, (64, 1))
+    scores = rng.normal(size=64).astype(np.float32)
+    best = np.argsort(-scores)[:8]
+    want = candidates[best].mean(0) / candidates[best].mean(0).sum()
+    np.testing.assert_allclose(np.asarray(select_action(jnp.asarray(candidates), jnp.asarray(scores), 8)), want,
+                               rtol=1e-5)
+
+
 # ----------------------------------------------------------------------------- critic
 
 

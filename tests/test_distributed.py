@@ -66,6 +66,11 @@ def test_sequence_parallel_scan_conv_and_model_equal_one_device(worker):
                                    "model_sequence_parallel_grad"])
 
 
+def test_hybrid_jrt_model_trains_sharded_as_on_one_device(worker):
+    checks, _ = worker
+    _assert_checks(checks, ["hybrid_2x2x2_loss", "hybrid_2x2x2_params"])
+
+
 def test_gradient_accumulation_equals_full_batch_step(worker):
     checks, _ = worker
     _assert_checks(checks, ["accumulate_2_loss", "accumulate_2_params", "accumulate_4_loss", "accumulate_4_params"])

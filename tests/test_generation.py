@@ -123,6 +123,7 @@ def test_bidirectional_model_trains_and_generates_from_checkpoint(tmp_path, caps
     run = tmp_path / "bi"
     assert main(["train", "--config", "hawk_tiny", "--quiet", "model.bidirectional=alternate", "train.steps=2",
                  "data.seq_len=32", "data.batch_size=2", "train.eval_every=0", f"train.run_dir={run}"]) == 0
+    capsys.readouterr()  # the training summary
     assert main(["generate", "--checkpoint", str(run), "--prompt", "The ", "--max-new-tokens", "4"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "The " and lines[1] == "----- continuation -----"  # the answer set apart

@@ -116,3 +116,92 @@ def test_jrt_tiny_trains_with_per_term_metrics(tmp_path):
     assert steps and all(r["mlm_tokens"] > 0 and r["ntp_tokens"] > 0 for r in steps)
     for r in steps:
         assert r["loss"] == pytest.approx(r["loss_ntp"] + 0.25 * r["loss_mlm"], rel=1e-5)
+
+
+# ----------------------------------------------------------------------------- inference (jrt.md §1.4, §7.2, §7.4)
+
+import jax  # noqa: E402
+from conftest import tiny_model_config  # noqa: E402
+
+from birdie_jax.generation import generate, prefix_part, prompt_layout, score  # noqa: E402
+from birdie_jax.models import LanguageModel, state_size  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def jrt_model():
+    return LanguageModel(tiny_model_config("jrt", vocab_size=384, max_prefix_len=6), rngs=nnx.Rngs(params=5))
+
+
+def test_prefix_is_capped_and_read_twice_fills_it():
+    prompt = np.asarray([1, 2, 3], np.int32)
+    head, rest = prefix_part(prompt, 7, read_twice=True)
+    np.testing.assert_array_equal(head, [3, 1, 2, 3, 1, 2, 3]) and not len(rest)
+    head, rest = prefix_part(np.arange(10, dtype=np.int32), 6)
+    np.testing.assert_array_equal(head, np.arange(6)) and np.testing.assert_array_equal(rest, [6, 7, 8, 9])
+    tokens, prefix = prompt_layout(np.arange(10, dtype=np.int32), 99, True, max_prefix=6)
+    np.testing.assert_array_equal(tokens, [0, 1, 2, 3, 4, 5, 99, 6, 7, 8, 9])
+    np.testing.assert_array_equal(prefix, [True] * 6 + [False] * 5)
+
+
+def test_pla_decoding_state_is_constant_size(jrt_model):
+    assert state_size(jrt_model, cache_len=16) == state_size(jrt_model, cache_len=4096) > 0
+
+
+def test_prefill_then_decode_equals_parallel_with_prefix_and_pads(jrt_model):
+    """jrt.md §7.2 on the whole hybrid: prefix M < prefill L < N, one row left-padded."""
+    rng = np.random.RandomState(0)
+    tokens = jnp.asarray(rng.randint(0, 256, (2, 12)), jnp.int32)
+    segments = jnp.asarray([[1] * 12, [0, 0] + [1] * 10], jnp.int32)
+    prefix = jnp.asarray([[True] * 3 + [False] * 9, [False, False, True, True] + [False] * 8])
+    graphdef, params = nnx.split(jrt_model)
+
+    @jax.jit
+    def parallel(params, tokens, segments, prefix):
+        return nnx.merge(graphdef, params)(tokens, segments, prefix, return_state=True)
+
+    @jax.jit
+    def step(params, token, state):
+        return nnx.merge(graphdef, params).step(token, state)
+
+    full, _ = parallel(params, tokens, segments, prefix)
+    logits, state = parallel(params, tokens[:, :7], segments[:, :7], prefix[:, :7])
+    outs = [logits]
+    for t in range(7, 12):
+        step_logits, state = step(params, tokens[:, t], state)
+        outs.append(step_logits[:, None])
+    np.testing.assert_allclose(jnp.concatenate(outs, 1)[:, 2:], full[:, 2:], atol=1e-5, rtol=1e-5)
+
+
+def test_greedy_cached_generation_equals_rerunning_the_parallel_forward(jrt_model):
+    """jrt.md §7.4: at every step the cached logits equal a fresh parallel pass on the grown sequence."""
+    tok = build_tokenizer("byte")
+    prompts = [np.asarray([10, 20, 30, 40], np.int32), np.arange(50, 59, dtype=np.int32)]  # L < M and L > M = 6
+    new = 5
+    out = generate(jrt_model, prompts, new, return_logits=True)
+    rows, masks, picks = [], [], []
+    for i, prompt in enumerate(prompts):
+        laid, prefix = prompt_layout(prompt, tok.special.bg, True, max_prefix=6)
+        assert prefix.sum() == min(len(prompt), 6)
+        for k in range(len(out.tokens[i])):
+            rows.append(np.concatenate([laid, out.tokens[i][:k]]))
+            masks.append(np.concatenate([prefix, np.zeros(k, bool)]))
+            picks.append((i, k))
+    width = max(len(r) for r in rows)
+    pad = lambda xs, fill: np.stack([np.pad(x, (0, width - len(x)), constant_values=fill) for x in xs])  # noqa: E731
+    segments = pad([np.ones(len(r), np.int32) for r in rows], 0)
+    logits = jrt_model(jnp.asarray(pad(rows, 0)), jnp.asarray(segments), jnp.asarray(pad(masks, False)))
+    for j, (i, k) in enumerate(picks):
+        last = logits[j, len(rows[j]) - 1]
+        np.testing.assert_allclose(out.logits[i, k], last, atol=1e-3, rtol=3e-4)
+        assert int(out.tokens[i][k]) == int(jnp.argmax(last))
+
+
+def test_score_reads_the_context_as_a_capped_prefix(jrt_model):
+    context, continuation = np.arange(60, 69, dtype=np.int32), np.asarray([7, 8, 9], np.int32)
+    got = score(jrt_model, [context], [continuation])
+    laid, prefix = prompt_layout(context, build_tokenizer("byte").special.bg, True, max_prefix=6)
+    seq = np.concatenate([laid, continuation[:-1]])
+    logp = jax.nn.log_softmax(jrt_model(jnp.asarray(seq[None]), None, jnp.asarray(
+        np.concatenate([prefix, np.zeros(2, bool)])[None]))[0])
+    want = sum(float(logp[len(laid) - 1 + j, c]) for j, c in enumerate(continuation))
+    assert float(got.sum_logprob[0]) == pytest.approx(want, rel=1e-4)

@@ -50,9 +50,10 @@ def test_unknown_implementation_names_the_valid_ones():
     with pytest.raises(ConfigError, match="unknown implementation 'triton'; valid names are reference, scan, "
                                           "associative, chunked, pallas"):
         linear_scan(a, a, implementation="triton")
-    with pytest.raises(ConfigError, match="model.scan_implementation must be one of .*pallas; got 'fast'"):
-        ModelConfig(scan_implementation="fast")
-    assert ModelConfig(scan_implementation="pallas").scan_implementation == "pallas"
+    for field in ("scan_implementation", "ssd_implementation", "la_implementation"):
+        with pytest.raises(ConfigError, match=f"model.{field} must be one of .*pallas; got 'fast'"):
+            ModelConfig(**{field: "fast"})
+        assert getattr(ModelConfig(**{field: "pallas"}), field) == "pallas"  # the opt-in
 
 
 @pytest.mark.parametrize("flavour,block_t,block_d,match", [

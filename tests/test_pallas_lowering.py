@@ -13,10 +13,13 @@ The SSD and linear-attention kernels have an XLA backward, so their gradients lo
 import jax
 import jax.numpy as jnp
 import pytest
+from conftest import tiny_model_config
+from flax import nnx
 
 from birdie_jax.kernels import linear_scan
 from birdie_jax.kernels.linear_attention import linear_attention
 from birdie_jax.kernels.ssd import ssd
+from birdie_jax.models import LanguageModel
 
 # jax.default_backend() name → (lowering platform, the custom call the kernel lowers to)
 PLATFORMS = {"tpu": ("tpu", "tpu_custom_call"), "gpu": ("cuda", "xla.gpu.triton")}
@@ -87,3 +90,21 @@ def test_linear_attention_pallas_lowers(backend, monkeypatch):
     text = _lowered_text(jax.value_and_grad(loss, argnums=(0, 1, 2, 3, 4, 7)), args, backend, monkeypatch)
     # Decoder pass, encoder forward and backward passes; the backward is XLA.
     assert text.count(PLATFORMS[backend][1]) == 3
+
+
+@pytest.mark.parametrize("architecture,opt_in,backend", [  # one backend each: lowering a model is slow
+    ("hawk", dict(scan_implementation="pallas"), "tpu"),
+    ("mamba2", dict(ssd_implementation="pallas", mamba_head_dim=16, mamba_d_state=16, mamba_chunk=16), "gpu"),
+])
+def test_model_config_opts_into_pallas(architecture, opt_in, backend, monkeypatch):
+    """``model.scan_implementation`` / ``model.ssd_implementation = pallas``: the training gradient lowers the kernels."""
+    model = LanguageModel(tiny_model_config(architecture, **opt_in), rngs=nnx.Rngs(params=0))
+    graphdef, params = nnx.split(model)
+    tokens = jnp.zeros((2, 32), jnp.int32)
+    segment_ids = jnp.ones((2, 32), jnp.int32).at[:, 20:].set(2)
+
+    def loss(params):
+        return jnp.sum(nnx.merge(graphdef, params)(tokens, segment_ids).astype(jnp.float32))
+
+    text = _lowered_text(jax.grad(loss), (params,), backend, monkeypatch)
+    assert PLATFORMS[backend][1] in text

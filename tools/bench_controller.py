@@ -31,6 +31,7 @@ import numpy as np
 
 from birdie_jax.config import load_config
 from birdie_jax.controller import BirdieController, ControllerConfig, controller_update, evaluation_steps, warmup_end
+from birdie_jax.controller.sizing import sized_to_run
 
 # Spec §3: arms per class, in arm order (95).
 ARMS_PER_CLASS = {"ntp": 1, "plm": 1, "sc": 16, "copy": 2, "deshuf": 4, "infill": 35, "ae": 36}
@@ -164,10 +165,11 @@ def main(argv=None) -> int:
         measured = bench_config("default", args.repeats, [])
         print(json.dumps(measured), flush=True)
         step_ms, step_source = float(measured["step_ms"]), "measured in this run (bench_train.bench_config)"
-    paper = ControllerConfig()
+    paper = ControllerConfig(critic_width=256, critic_state=512, critic_steps=200)
     rows = []
-    configs = {"paper (default ControllerConfig)": paper,
-               "default run (configs/default.yaml controller:)": load_config("default").controller}
+    configs = {"paper constants (configs/*_paper.yaml)": paper,
+               "default run (configs/default.yaml controller:, sized to the run)": sized_to_run(
+                   load_config("default").controller, run["steps"], len(arm_classes()))}
     if not args.no_variants:
         configs.update({name: dataclasses.replace(paper, **kw) for name, kw in VARIANTS.items()})
     for name, cfg in configs.items():

@@ -47,8 +47,11 @@ def add_analyze_parser(subparsers) -> argparse.ArgumentParser:
             p.add_argument("--num-sequences", type=int, default=None, help="evaluation rows")
         return p
 
-    p = tool("loss-by-position", "per-token loss against position up to k× the training length", text=True)
+    p = tool("loss-by-position", "per-token loss against position up to k× the training length, state carried "
+             "vs reset every T", text=True)
     p.add_argument("--max-factor", type=int, default=16)
+    p.add_argument("--length", type=int, default=None, help="positions evaluated, a multiple of T "
+                   "(default max-factor × T)")
     p = tool("effrem", "Effective Remembrance EffRem_T(t)", text=True)
     p.add_argument("--context-len", type=int, default=None, help="T (default 4× the training length)")
     p.add_argument("--num-points", type=int, default=64)
@@ -68,9 +71,9 @@ def add_analyze_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def _documents(cfg) -> list[str]:
-    from birdie_jax.data.corpus import load_documents, split_documents  # noqa: PLC0415
+    from birdie_jax.data.corpus import corpus_documents, split_documents  # noqa: PLC0415
 
-    documents = load_documents(cfg.data.corpus, fmt=cfg.data.format, text_field=cfg.data.text_field)
+    documents = corpus_documents(cfg.data)
     _, validation = split_documents(documents, cfg.data.validation_fraction, cfg.seed)
     return validation or documents
 
@@ -97,7 +100,8 @@ def run_analyze(args) -> int:
         if args.num_sequences:
             text["num_sequences"] = args.num_sequences
         if args.tool == "loss-by-position":
-            result = analysis.loss_by_position(model, max_factor=args.max_factor, chunk_len=chunk_len,
+            result = analysis.loss_by_position(model, max_factor=args.max_factor, length=args.length,
+                                               chunk_len=chunk_len,
                                                batch_size=args.batch_size, **text)
         elif args.tool == "effrem":
             result = analysis.effrem(model, context_len=args.context_len, num_points=args.num_points,

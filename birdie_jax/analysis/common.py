@@ -197,14 +197,15 @@ def write_json(out_dir: str, name: str, payload: dict) -> str:
     return path
 
 
-def figure():
-    """A new (fig, ax) with the project's size, on the headless Agg backend."""
+def figure(**subplots):
+    """A new (fig, ax) with the project's size, on the headless Agg backend (``subplots``: extra
+    ``plt.subplots`` arguments, e.g. ``nrows``)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
-    return plt.subplots(figsize=(7, 4.5), dpi=110)
+    return plt.subplots(**{"figsize": (7, 4.5), "dpi": 110, **subplots})
 
 
 def save_figure(fig, out_dir: str, name: str) -> str:

@@ -7,16 +7,21 @@ from birdie_jax.errors import ConfigError
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class ControllerConfig:
-    """Birdie controller settings; the defaults are the paper's (spec §6.4–§6.7).
+    """Birdie controller settings; the defaults are the paper's (spec §6.4–§6.7), except the
+    critic's size, which by default is scaled from the run (:mod:`birdie_jax.controller.sizing`).
 
     The config is hashable: it is a static argument of the jitted update, so two
     controllers with equal configs (and the same number of arms) share one compilation.
 
     Attributes:
-      critic_width: hidden width of the critic (Linear 2n→width, Gated SSM blocks).
-      critic_state: Gated SSM state width N of each critic block.
+      critic_width: hidden width of the critic (Linear 2n→width, Gated SSM blocks); None
+        (the default): sized to the run (the paper's 256 for a 32,000-step run, smaller for
+        shorter ones; see :func:`~birdie_jax.controller.sizing.sized_to_run`).
+      critic_state: Gated SSM state width N of each critic block; None: 2 × critic_width
+        (the paper's 512 at width 256).
       critic_layers: number of causal pre-norm residual Gated SSM blocks.
-      critic_steps: AdamW iterations of critic training per update (one ``lax.fori_loop``).
+      critic_steps: AdamW iterations of critic training per update (one ``lax.fori_loop``);
+        None: sized to the run (the paper's 200 for a 32,000-step run).
       learning_rate: AdamW learning rate (the peak when ``cyclic_lr``).
       weight_decay: AdamW decoupled weight decay (not applied to norms, biases, forget gates).
       grad_clip: global-norm gradient clipping threshold.
@@ -53,10 +58,10 @@ class ControllerConfig:
         up, at least 1, duplicates removed).
     """
 
-    critic_width: int = 256
-    critic_state: int = 512
+    critic_width: int | None = None
+    critic_state: int | None = None
     critic_layers: int = 4
-    critic_steps: int = 200
+    critic_steps: int | None = None
     learning_rate: float = 5e-4
     weight_decay: float = 0.1
     grad_clip: float = 1.0
@@ -89,7 +94,7 @@ class ControllerConfig:
             raise ConfigError(f"controller.explore_fractions needs 3 values, got {self.explore_fractions}")
         for name in ("critic_width", "critic_state", "critic_layers", "critic_steps", "num_candidates", "top_k",
                      "cyclic_half_period", "evaluation_every", "reference_steps", "explore_max_classes"):
-            if getattr(self, name) <= 0:
+            if getattr(self, name) is not None and getattr(self, name) <= 0:
                 raise ConfigError(f"controller.{name} must be > 0, got {getattr(self, name)}")
         if self.history_capacity is not None and self.history_capacity < 3:
             raise ConfigError(f"controller.history_capacity must be >= 3, got {self.history_capacity}")

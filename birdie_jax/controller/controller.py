@@ -7,6 +7,8 @@ jitted :func:`~birdie_jax.controller.update.controller_update`. Its whole state 
 resumed run makes exactly the decisions of an uninterrupted one.
 """
 
+import threading
+import time
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -19,6 +21,7 @@ from birdie_jax.controller.critic import init_critic, make_critic_optimizer
 from birdie_jax.controller.exploration import uniform_class_action
 from birdie_jax.controller.reward import class_index, class_onehot, reward
 from birdie_jax.controller.schedule import evaluation_steps, exploration_probability, history_capacity, warmup_end
+from birdie_jax.controller.sizing import sized_to_run
 from birdie_jax.controller.update import controller_update
 
 STATE_VERSION = 1
@@ -33,7 +36,9 @@ class BirdieController:
       arm_classes: the objective class name of each arm, in arm order (e.g. 95 entries
         ``"ntp", "plm", "sc", …``). Classes are numbered in order of first appearance.
       total_steps: N, the run's number of optimizer steps (schedule and exploration scale).
-      config: controller constants.
+      config: controller constants; unset critic sizes are scaled from ``total_steps`` and
+        the number of arms (:func:`~birdie_jax.controller.sizing.sized_to_run`), and
+        ``self.config`` holds the sized config.
       seed: seeds the critic's initialisation and every random choice.
       arm_names: a name per arm for the metrics (default ``<class>_<j>``).
 
@@ -58,8 +63,8 @@ class BirdieController:
             raise ValueError("arm_classes is empty")
         if total_steps <= 0:
             raise ValueError(f"total_steps must be > 0, got {total_steps}")
-        self.config = config
         self.total_steps = int(total_steps)
+        self.config = config = sized_to_run(config, self.total_steps, len(arm_classes))
         self.class_names, self.class_ids = class_index(list(arm_classes))
         self.onehot = class_onehot(self.class_ids, len(self.class_names))
         n = self.num_arms = len(arm_classes)
@@ -96,6 +101,10 @@ class BirdieController:
         self._updates = 0
         self._explored = False
         self._last_info: dict[str, float] = {}
+        self._compiled = None  # the update compiled ahead of time (compile_in_background)
+        self._compile_thread: threading.Thread | None = None
+        self.background_compile_s = 0.0  # how long the background compile took
+        self.compile_wait_s = 0.0  # how long the first update waited for it
 
     # ------------------------------------------------------------------ schedule
 
@@ -169,15 +178,50 @@ class BirdieController:
         self._loss_rows[t], self._action_rows[t], self._reward_rows[t] = loss, action, r
         self._length += 1
 
+    def compile_in_background(self) -> None:
+        """Starts compiling the jitted update for this controller's shapes in a thread.
+
+        The training loop calls it at setup, so the compile (seconds, whatever the critic's
+        size) overlaps the run's own setup and first steps instead of stalling the first
+        update; the first update waits for the thread if it is still running. The compiled
+        executable computes exactly what ``controller_update`` does.
+        """
+        if self._compiled is not None or self._compile_thread is not None:
+            return
+        args = self._update_args(np.asarray(jax.random.key_data(jax.random.key(0))), 0.0,
+                                 np.zeros((self.num_arms,), np.float32))
+
+        def compile_update():
+            tick = time.perf_counter()
+            try:
+                self._compiled = controller_update.lower(*args, cfg=self.config).compile()
+            except Exception:  # noqa: BLE001 — the update then compiles (and reports) in the foreground
+                self._compiled = None
+            self.background_compile_s = time.perf_counter() - tick
+
+        self._compile_thread = threading.Thread(target=compile_update, name="birdie-controller-compile", daemon=True)
+        self._compile_thread.start()
+
+    def _update_args(self, key_data, explore_prob: float, current_loss: np.ndarray) -> tuple:
+        return (self._params, self._opt_state, self._loss_rows, self._action_rows, self._reward_rows,
+                np.int32(self._length), np.asarray(current_loss, np.float32), self.onehot, np.float32(explore_prob),
+                jax.numpy.asarray(key_data))
+
     def _update(self, step: int, current_loss: np.ndarray) -> None:
         key = jax.random.wrap_key_data(self._key)
         key, sub = jax.random.split(key)
         self._key = np.asarray(jax.random.key_data(key))
         p = self.exploration_probability(step)
-        params, opt_state, action, info = controller_update(
-            self._params, self._opt_state, self._loss_rows, self._action_rows, self._reward_rows,
-            np.int32(self._length), current_loss, self.onehot, np.float32(p), jax.random.key_data(sub),
-            cfg=self.config)
+        if self._compile_thread is not None:
+            tick = time.perf_counter()
+            self._compile_thread.join()
+            self._compile_thread = None
+            self.compile_wait_s = time.perf_counter() - tick
+        args = self._update_args(jax.random.key_data(sub), p, current_loss)
+        if self._compiled is not None:
+            params, opt_state, action, info = self._compiled(*args)
+        else:
+            params, opt_state, action, info = controller_update(*args, cfg=self.config)
         self._params, self._opt_state = params, opt_state
         self._probs = np.asarray(action, np.float32)
         self._updates += 1

@@ -21,6 +21,7 @@ import optax
 
 from birdie_jax.array_types import Array
 from birdie_jax.controller.config import ControllerConfig
+from birdie_jax.controller.sizing import require_sized
 from birdie_jax.kernels import linear_scan
 
 Params = dict
@@ -50,6 +51,7 @@ def init_critic(seed: int | np.random.Generator, num_arms: int, cfg: ControllerC
     1/layers); biases 0; block and final norms 1; input norms ``cfg.input_norm_init``;
     forget-gate biases so that σ(b) spans [0.9, 0.999] across the state channels.
     """
+    require_sized(cfg, ("critic_width", "critic_state"))
     rng = np.random.default_rng(seed)
     n, d, s, layers = num_arms, cfg.critic_width, cfg.critic_state, cfg.critic_layers
     keep = np.linspace(0.9, 0.999, s)

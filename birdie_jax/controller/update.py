@@ -17,6 +17,7 @@ from birdie_jax.controller.critic import candidate_rewards, train_critic
 from birdie_jax.controller.exploration import exploration_action
 from birdie_jax.controller.reward import class_normalised_score
 from birdie_jax.controller.selection import generate_candidates, select_action
+from birdie_jax.controller.sizing import require_sized
 
 _TRACE_COUNTS: collections.Counter = collections.Counter()
 
@@ -50,6 +51,7 @@ def controller_update(params, opt_state, loss_rows: Array, action_rows: Array, r
       ``critic_action`` float32[n], ``critic_mse`` float32[critic_steps] (MSE before each
       step) and ``predicted_score`` (mean class-normalised score of the top candidates).
     """
+    require_sized(cfg)
     _TRACE_COUNTS[cfg] += 1  # a Python side effect: runs only while tracing
     key = jax.random.wrap_key_data(key_data)
     k_train, k_candidates, k_explore, k_coin = jax.random.split(key, 4)

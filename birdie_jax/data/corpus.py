@@ -2,6 +2,8 @@
 
 Sources accepted by :func:`load_documents`:
 
+* ``"markov"`` (through :func:`corpus_documents` only): a synthetic stationary Markov
+  source whose shape the ``data.markov_*`` fields set (:mod:`birdie_jax.data.markov`).
 * ``"builtin"``: the English help text of Python's ``pydoc_data.topics`` (ships
   with CPython, no download). One document per topic; topics over 8k characters
   are cut at paragraph boundaries into pieces of about 2.5k (2-8k) characters.
@@ -29,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from birdie_jax.data.markov import MARKOV, MarkovSource, markov_documents
 from birdie_jax.errors import DataError
 
 BUILTIN = "builtin"
@@ -214,3 +217,18 @@ def _split_text(text: str, fraction: float) -> tuple[list[str], list[str]]:
             if 0 < c < len(text) and text[c].isspace():
                 return [text[:c]], [text[c:]]
     return [text[:cut]], [text[cut:]]
+
+
+def markov_source(data) -> MarkovSource:
+    """The ``corpus: markov`` source a :class:`~birdie_jax.config.DataConfig`'s ``markov_*`` fields describe."""
+    return MarkovSource(order=data.markov_order, symbols=data.markov_symbols, topics=data.markov_topics,
+                        concentration=data.markov_concentration, documents=data.markov_documents,
+                        doc_len=data.markov_doc_len, seed=data.markov_seed)
+
+
+def corpus_documents(data) -> list[str]:
+    """The documents of a :class:`~birdie_jax.config.DataConfig`: ``corpus: markov`` generates the
+    synthetic stationary source (:mod:`birdie_jax.data.markov`), anything else is :func:`load_documents`."""
+    if data.corpus == MARKOV:
+        return markov_documents(markov_source(data))
+    return load_documents(data.corpus, fmt=data.format, text_field=data.text_field)

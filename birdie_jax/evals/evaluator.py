@@ -72,14 +72,23 @@ class Evaluator:
         texts = []
         with self._bar(len(ids), desc) as bar:
             for start in range(0, len(ids), self.batch_size):
-                out = generate(self.model, ids[start:start + self.batch_size], max_new_tokens, sampling,
-                               tokenizer=self.tokenizer, prompt_as_prefix=self.prompt_as_prefix,
-                               paradigm=self.paradigm)
-                for row in out.tokens:
+                chunk, real = self._full_batch(ids, start)
+                out = generate(self.model, chunk, max_new_tokens, sampling, tokenizer=self.tokenizer,
+                               prompt_as_prefix=self.prompt_as_prefix, paradigm=self.paradigm)
+                for row in out.tokens[:real]:
                     text = self.tokenizer.decode(row, skip_special=True)
                     texts.append(text.split("\n")[0] if stop_at_newline else text)
-                bar.update(len(out.tokens))
+                bar.update(real)
         return texts
+
+    def _full_batch(self, rows: list, start: int) -> tuple[list, int]:
+        """rows[start:start+batch_size], a short last chunk filled up with copies of its last row
+        (one batch shape per task: one compilation); and how many rows are real."""
+        chunk = rows[start:start + self.batch_size]
+        real = len(chunk)
+        if len(rows) > self.batch_size:
+            chunk = chunk + [chunk[-1]] * (self.batch_size - real)
+        return chunk, real
 
     def loglik(self, contexts: Sequence, continuations: Sequence, masks: Sequence | None = None, *,
                desc: str = "score") -> Scores:
@@ -90,11 +99,13 @@ class Evaluator:
         parts = []
         with self._bar(len(ctx), desc) as bar:
             for start in range(0, len(ctx), self.batch_size):
-                stop = start + self.batch_size
-                parts.append(score(self.model, ctx[start:stop], cont[start:stop], tokenizer=self.tokenizer,
-                                   prompt_as_prefix=self.prompt_as_prefix, paradigm=self.paradigm,
-                                   masks=None if masks is None else masks[start:stop], batch_size=self.batch_size))
-                bar.update(len(ctx[start:stop]))
+                contexts, real = self._full_batch(ctx, start)
+                out = score(self.model, contexts, self._full_batch(cont, start)[0], tokenizer=self.tokenizer,
+                            prompt_as_prefix=self.prompt_as_prefix, paradigm=self.paradigm,
+                            masks=None if masks is None else self._full_batch(list(masks), start)[0],
+                            batch_size=self.batch_size)
+                parts.append(Scores(*(getattr(out, f.name)[:real] for f in dataclasses.fields(Scores))))
+                bar.update(real)
         return Scores(*(np.concatenate([getattr(p, f.name) for p in parts]) for f in dataclasses.fields(Scores)))
 
 

@@ -95,8 +95,18 @@ class BirdieLM(LM):
         return results
 
 
-def main() -> None:
-    """``birdie-jax-lm-eval``: lm-eval's command line with the ``birdie_jax`` model registered."""
+def main() -> int:
+    """``birdie-jax-lm-eval``: lm-eval's command line with the ``birdie_jax`` model registered
+    (a problem with the run folder or model arguments: one ``error:`` line, exit status 2)."""
+    import sys  # noqa: PLC0415
+
     from lm_eval.__main__ import cli_evaluate  # noqa: PLC0415
 
-    cli_evaluate()
+    from birdie_jax.errors import BirdieError  # noqa: PLC0415
+
+    try:
+        cli_evaluate()
+    except BirdieError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0

@@ -49,15 +49,33 @@ def dense(cfg: ModelConfig, d_in: int, d_out: int, rngs: nnx.Rngs, *, bias: bool
 
 
 class GatedMLP(nnx.Module):
-    """W_down(GeLU(W_gate x) * W_up x), hidden width ``cfg.mlp_hidden``."""
+    """W_down(GeLU(W_gate x) * W_up x), hidden width ``cfg.mlp_hidden`` (biases with ``cfg.linear_bias``)."""
 
     def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
-        self.gate = dense(cfg, cfg.d_model, cfg.mlp_hidden, rngs)
-        self.up = dense(cfg, cfg.d_model, cfg.mlp_hidden, rngs)
-        self.down = dense(cfg, cfg.mlp_hidden, cfg.d_model, rngs, scale=1.0 / cfg.n_layers)
+        bias = cfg.linear_bias
+        self.gate = dense(cfg, cfg.d_model, cfg.mlp_hidden, rngs, bias=bias)
+        self.up = dense(cfg, cfg.d_model, cfg.mlp_hidden, rngs, bias=bias)
+        self.down = dense(cfg, cfg.mlp_hidden, cfg.d_model, rngs, bias=bias, scale=1.0 / cfg.n_layers)
 
     def __call__(self, x: Hidden) -> Hidden:
         return self.down(jax.nn.gelu(self.gate(x)) * self.up(x))
+
+
+class BlockDiagonalLinear(nnx.Module):
+    """x [... h·w] → y [... h·w]: block j maps x[j·w:(j+1)·w] by kernel[j] [w w] plus bias[j] [w]."""
+
+    def __init__(self, cfg: ModelConfig, width: int, blocks: int, rngs: nnx.Rngs):
+        w = width // blocks
+        init = nnx.initializers.variance_scaling(1.0, "fan_in", "truncated_normal", in_axis=1, out_axis=2)
+        self.kernel = nnx.Param(init(rngs.params(), (blocks, w, w), dtype_of(cfg.param_dtype)))
+        self.bias = nnx.Param(jnp.zeros((blocks, w), dtype_of(cfg.param_dtype)))
+        self.dtype = dtype_of(cfg.dtype)
+
+    def __call__(self, x: Array) -> Array:
+        blocks, w, _ = self.kernel.shape
+        xb = x.astype(self.dtype).reshape(*x.shape[:-1], blocks, w)
+        y = jnp.einsum("...hi,hio->...ho", xb, self.kernel[...].astype(self.dtype)) + self.bias[...].astype(self.dtype)
+        return y.reshape(x.shape)
 
 
 class SwiGLUMLP(nnx.Module):

@@ -65,7 +65,7 @@ class Mamba2Mixer(nnx.Module):
         dt = jnp.maximum(jnp.exp(jax.random.uniform(rngs.params(), (h,), jnp.float32, lo, hi)), DT_INIT_FLOOR)
         self.dt_bias = nnx.Param(dt + jnp.log(-jnp.expm1(-dt)))  # softplus⁻¹(dt)
         self.D = nnx.Param(jnp.ones((h,), jnp.float32))
-        self.norm = GatedRMSNorm(self.d_inner, self.groups, param_dtype=dtype_of(cfg.param_dtype))
+        self.norm = GatedRMSNorm(self.d_inner, self.groups, eps=cfg.norm_eps, param_dtype=dtype_of(cfg.param_dtype))
         self.out_proj = dense(cfg, self.d_inner, cfg.d_model, rngs, scale=1.0 / cfg.n_layers)
 
     def init_state(self, batch: int, cache_len: int | None = None) -> dict:
@@ -97,7 +97,8 @@ class Mamba2Mixer(nnx.Module):
         xbc, conv_state = self.conv(xbc, segment_ids, None if state is None else state["conv"])
         xh, dt, a, b, c = self._ssm_inputs(xbc, dt_raw)
         y, ssm_state = ssd_sharded(xh, dt, a, b, c, D=self.D[...], initial_state=None if state is None else state["ssm"],
-                           reset=segment_starts(segment_ids), chunk_size=self.cfg.mamba_chunk)
+                           reset=segment_starts(segment_ids), chunk_size=self.cfg.mamba_chunk,
+                           implementation=self.cfg.ssd_implementation)
         y = self.norm(y.reshape(*y.shape[:2], self.d_inner), z)
         return self.out_proj(y), {"ssm": ssm_state, "conv": conv_state}
 

@@ -97,7 +97,8 @@ class LanguageModel(nnx.Module):
 
     def embed_tokens(self, tokens: Tokens) -> Hidden:
         x = self.embed(tokens)
-        return x * jnp.sqrt(self.cfg.d_model).astype(x.dtype) if self.cfg.embed_scale else x
+        scale = self.cfg.embedding_scale
+        return x if scale is None else x * jnp.asarray(scale, x.dtype)
 
     def logits(self, x: Array) -> Array:
         x = self.final_norm(x)
@@ -106,7 +107,9 @@ class LanguageModel(nnx.Module):
                              preferred_element_type=jnp.float32)
         else:
             out = self.head(x)
-        return out.astype(jnp.float32)
+        out = out.astype(jnp.float32)
+        cap = self.cfg.logit_soft_cap
+        return out if cap is None else jnp.tanh(out / cap) * cap
 
     def __call__(self, tokens: Tokens, segment_ids: SegmentIds | None = None, prefix_mask: PrefixMask | None = None,
                  *, state: list[dict] | None = None, return_state: bool = False,

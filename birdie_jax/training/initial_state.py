@@ -61,20 +61,28 @@ def init_statistics(zero_state: State) -> State:
     return out
 
 
-def update_statistics(stats: State, final_state: State) -> State:
-    """Merges the batch's final states into the running statistics (Chan et al.)."""
+def update_statistics(stats: State, final_state: State, rows: jax.Array | None = None) -> State:
+    """Merges the batch's final states into the running statistics (Chan et al.).
+
+    ``rows`` bool[b] selects the rows whose states count (None: all); a batch without any
+    leaves the statistics unchanged.
+    """
     out = []
     for s, layer in zip(stats, final_state):
         key = next(k for k in RECURRENT_KEYS if k in layer)
         x = layer[key].astype(jnp.float32)
         axes = tuple(i for i in range(x.ndim) if not (x.ndim == 4 and i == 1))
-        n_b = jnp.asarray(x.size / _heads(x), jnp.float32)
-        mean_b = x.mean(axis=axes).reshape(-1)
-        m2_b = ((x - _per_head(mean_b, x)) ** 2).sum(axis=axes).reshape(-1)
+        w = jnp.ones(x.shape[0], jnp.float32) if rows is None else rows.astype(jnp.float32)
+        w = jnp.broadcast_to(w.reshape((-1,) + (1,) * (x.ndim - 1)), x.shape)
+        n_b = w.sum(axis=axes).reshape(-1)
+        safe = jnp.maximum(n_b, 1.0)
+        mean_b = (w * x).sum(axis=axes).reshape(-1) / safe
+        m2_b = (w * (x - _per_head(mean_b, x)) ** 2).sum(axis=axes).reshape(-1)
         n = s["count"] + n_b
         delta = mean_b - s["mean"]
-        out.append({"count": n, "mean": s["mean"] + delta * n_b / n,
-                    "m2": s["m2"] + m2_b + delta**2 * s["count"] * n_b / n})
+        share = n_b / jnp.maximum(n, 1.0)
+        out.append({"count": n[0], "mean": s["mean"] + delta * share,
+                    "m2": s["m2"] + m2_b + delta**2 * s["count"] * share})
     return out
 
 
@@ -142,12 +150,24 @@ def init_extras(cfg: InitialStateConfig, zero_state: State) -> dict[str, Any]:
     return extras
 
 
-def update_extras(cfg: InitialStateConfig, extras: dict[str, Any], final_state: State) -> dict[str, Any]:
-    """After a step: carry the (gradient-stopped) final state; fold it into the statistics."""
+def update_extras(cfg: InitialStateConfig, extras: dict[str, Any], final_state: State,
+                  rows: jax.Array | None = None) -> dict[str, Any]:
+    """After a step: carry the (gradient-stopped) final state; fold it into the statistics.
+
+    ``rows`` bool[b] marks the rows whose final state qualifies (see :mod:`birdie_jax.training.carry`;
+    None: all). A row that does not keeps its previous carry (``carry_fallback=previous``) or
+    carries zeros, and adds nothing to the statistics.
+    """
     final_state = jax.lax.stop_gradient(final_state)
     new = dict(extras)
     if "carry" in extras:
-        new["carry"] = jax.tree.map(lambda f, c: f.astype(c.dtype), final_state, extras["carry"])
+        carry = jax.tree.map(lambda f, c: f.astype(c.dtype), final_state, extras["carry"])
+        if rows is not None:
+            fallback = extras["carry"] if cfg.carry_fallback == "previous" else jax.tree.map(
+                jnp.zeros_like, extras["carry"])
+            carry = jax.tree.map(lambda f, p: jnp.where(rows.reshape((-1,) + (1,) * (f.ndim - 1)), f, p),
+                                 carry, fallback)
+        new["carry"] = carry
     if "stats" in extras and not cfg.freeze_stats:
-        new["stats"] = update_statistics(extras["stats"], final_state)
+        new["stats"] = update_statistics(extras["stats"], final_state, rows)
     return new

@@ -16,13 +16,14 @@ import numpy as np
 from flax import nnx
 
 from birdie_jax.config import Config, config_to_yaml
-from birdie_jax.data.corpus import load_documents, split_documents
+from birdie_jax.data.corpus import corpus_documents, split_documents
 from birdie_jax.data.pipeline import make_batch_dataset, make_batch_iterator
 from birdie_jax.errors import BirdieError, CheckpointError, ConfigError
 from birdie_jax.models import build_model
 from birdie_jax.plotting import plot_loss_curve
 from birdie_jax.tokenizer import build_tokenizer
 from birdie_jax.data.streams import ContinuingStreams
+from birdie_jax.data.stream_rows import StreamRows
 from birdie_jax.training import initial_state as interventions
 from birdie_jax.training.checkpoint import Checkpointer, abstract_like
 from birdie_jax.training.metrics import MetricsWriter, Progress, read_metrics
@@ -136,9 +137,13 @@ def _train(cfg: Config, *, resume: bool, stop_after: int | None, quiet: bool, al
                           f"vocabulary ({tokenizer.vocab_size})")
     task = task_data(cfg, tokenizer)  # generated recall tasks / prompt-answer pairs (None: a text corpus)
     if task is None:
-        documents = load_documents(cfg.data.corpus, fmt=cfg.data.format, text_field=cfg.data.text_field)
+        documents = corpus_documents(cfg.data)
         train_docs, val_docs = split_documents(documents, cfg.data.validation_fraction, cfg.seed)
     else:
+        if cfg.data.packing == "stream":
+            raise ConfigError(f"data.packing=stream joins text documents into one stream; data.corpus="
+                              f"{cfg.data.corpus} (format {cfg.data.format}) is laid out per example "
+                              "(use data.packing=document)")
         train_docs, val_docs = task.train, task.validation
     recall = RecallEvaluation(cfg, tokenizer, val_docs if task is None else None)
 
@@ -150,6 +155,7 @@ def _train(cfg: Config, *, resume: bool, stop_after: int | None, quiet: bool, al
         controller = BirdieController(mixture.arm_classes, tcfg.steps, cfg.controller, seed=cfg.seed,
                                       arm_names=mixture.arm_names)
         mixture.set_probabilities(controller.initial_probabilities())
+        controller.compile_in_background()  # overlaps the update's compile with setup (docs/benchmarks.md)
 
     mesh = make_mesh(cfg.mesh)
     shard, shards = process_data_slice(mesh, cfg.data.batch_size)
@@ -220,7 +226,8 @@ def _train(cfg: Config, *, resume: bool, stop_after: int | None, quiet: bool, al
         state_floats = sum(x.size for x in jax.tree.leaves(jax.eval_shape(
             lambda: nnx.merge(graphdef, abstract["params"]).init_state(1))) if jnp.issubdtype(x.dtype, jnp.floating))
         progress.note(f"{cfg.model.architecture}: {parameters:,} parameters, state {state_floats:,} floats/sequence;"
-                      f" mixture {cfg.mixture.name} ({len(mixture.arms)} distinct arms of {mixture.merged_count}); mesh {dict(mesh.shape)}; run folder {run_dir}")
+                      f" mixture {cfg.mixture.name} ({len(mixture.arms)} distinct arms of {mixture.merged_count});"
+                      f" mesh {dict(mesh.shape)}; run folder {run_dir}")
 
     last_loss, val_loss, pending = math.nan, None, None
     tokens_per_step = cfg.data.batch_size * cfg.data.seq_len
@@ -276,7 +283,10 @@ def _train(cfg: Config, *, resume: bool, stop_after: int | None, quiet: bool, al
         if end > start:  # where this session's wall time went (controller share: docs/benchmarks.md)
             wall = time.perf_counter() - run_start
             writer.write(end, {"time/wall_s": wall, **{f"time/{k}": v for k, v in timer.items()},
-                               "time/controller_share": timer["controller_s"] / wall})
+                               "time/controller_share": timer["controller_s"] / wall,
+                               **({"time/controller_background_compile_s": controller.background_compile_s,
+                                   "time/controller_compile_wait_s": controller.compile_wait_s}
+                                  if controller else {})})
     finally:
         progress.close()
         checkpointer.close()
@@ -321,17 +331,27 @@ def _training_iterator(cfg: Config, tokenizer, documents, mixture, shard: int, s
     mixture, or continuing streams for TBTT."""
     rows = cfg.data.batch_size // shards
     if cfg.data.process_split == "rows" and shards > 1:  # pack the global batch, keep this process's rows
-        if cfg.initial_state.kind == "tbtt":
-            raise ConfigError("data.process_split=rows is not available with initial_state=tbtt")
+        if cfg.initial_state.kind == "tbtt" or cfg.data.packing == "stream":
+            raise ConfigError("data.process_split=rows is not available with initial_state=tbtt or "
+                              "data.packing=stream")
         start = shard * rows
         return iter(make_batch_dataset(documents, tokenizer, seq_len=cfg.data.seq_len, batch_size=cfg.data.batch_size,
                                        seed=cfg.seed, shuffle=cfg.data.shuffle, num_workers=cfg.data.num_workers,
                                        sample_transform=mixture).map(
             lambda batch: {k: v[start:start + rows] for k, v in batch.items()}))
+    if cfg.data.packing == "stream":
+        if cfg.mixture.name != "clm":
+            raise ConfigError(f"data.packing=stream cuts one document stream into next-token rows and needs "
+                              f"mixture=clm; mixture={cfg.mixture.name} makes prefix samples per document "
+                              "(use data.packing=document)")
+        return StreamRows(documents, tokenizer, seq_len=cfg.data.seq_len, batch_size=rows, seed=cfg.seed,
+                          per_row=cfg.initial_state.kind == "tbtt", shuffle=cfg.data.shuffle, shard_index=shard,
+                          shard_count=shards)
     if cfg.initial_state.kind == "tbtt":
         if cfg.mixture.name != "clm":
-            raise ConfigError(f"initial_state=tbtt carries documents across batches and needs mixture=clm "
-                              f"(got mixture={cfg.mixture.name})")
+            raise ConfigError(f"initial_state=tbtt with data.packing=document continues documents across batches "
+                              f"and needs mixture=clm; mixture={cfg.mixture.name} needs prefixes per document "
+                              "(use mixture=clm, or data.packing=stream with mixture=clm)")
         return ContinuingStreams(documents, tokenizer, seq_len=cfg.data.seq_len, batch_size=rows,
                                  seed=cfg.seed, shuffle=cfg.data.shuffle, shard_index=shard, shard_count=shards)
     return make_batch_iterator(documents, tokenizer, seq_len=cfg.data.seq_len, batch_size=rows,

@@ -7,7 +7,9 @@ import jax
 
 from birdie_jax.config import Config, ModelConfig, config_from_dict
 from birdie_jax.data.pipeline import make_batch_iterator
+from birdie_jax.data.stream_rows import StreamRows
 from birdie_jax.training import initial_state as interventions
+from birdie_jax.training.carry import real_text_state
 from birdie_jax.training.checkpoint import Checkpointer, find_checkpoint_dir
 from birdie_jax.training.step import batch_loss
 
@@ -44,15 +46,20 @@ def initialise_from(cfg: Config, model, extras: dict):
 
 
 def calibrate_statistics(cfg: Config, tokenizer, documents, graphdef, params, stats):
-    """Fits the noise statistics on zero-state forward passes over training batches (spec §3.2)."""
-    batches = make_batch_iterator(documents, tokenizer, seq_len=cfg.data.seq_len, batch_size=cfg.data.batch_size,
-                                  seed=cfg.seed + 1, shuffle=True)
+    """Fits the noise statistics on zero-state forward passes over training batches (spec §3.2), laid out
+    as training lays them out; only states of real text count (:mod:`birdie_jax.training.carry`)."""
+    shape = dict(seq_len=cfg.data.seq_len, batch_size=cfg.data.batch_size, seed=cfg.seed + 1, shuffle=True)
+    batches = StreamRows(documents, tokenizer, **shape) if cfg.data.packing == "stream" else \
+        make_batch_iterator(documents, tokenizer, **shape)
+    min_fraction = cfg.initial_state.min_carry_fraction
 
     @jax.jit
     def fold(stats, batch):
         _, aux = batch_loss(graphdef, params, batch, return_state=True)
-        return interventions.update_statistics(stats, aux["final_state"])
+        state, rows = real_text_state(graphdef, params, batch, aux["final_state"], min_fraction)
+        return interventions.update_statistics(stats, state, rows)
 
     for _ in range(cfg.initial_state.calibration_batches):
-        stats = fold(stats, {k: jax.numpy.asarray(v) for k, v in next(batches).items()})
+        batch = {k: jax.numpy.asarray(v) for k, v in next(batches).items() if k != "continues"}
+        stats = fold(stats, batch)
     return stats

@@ -17,6 +17,7 @@ from birdie_jax.data.layout import IGNORE_ID
 from birdie_jax.training import initial_state as interventions
 from birdie_jax.distributed.multihost import to_host
 from birdie_jax.training.accumulate import accumulate_gradients
+from birdie_jax.training.carry import QUALIFIED_KINDS, real_text_state
 from birdie_jax.tokenizer import OBJECTIVE_CLASSES
 
 NUM_CLASSES = len(OBJECTIVE_CLASSES)
@@ -131,7 +132,11 @@ def train_step_fn(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, sche
         metrics = {"loss": loss, "grad_norm": grad_norm, "lr": schedule(state["step"]), "finite": finite, **aux}
         applied = {"params": params, "opt_state": opt_state}
         if extras:
-            applied["extras"] = interventions.update_extras(init_cfg, extras, final_state)
+            rows = None
+            if init_cfg.kind in QUALIFIED_KINDS:  # never carry or fit a padding or short-document state
+                final_state, rows = real_text_state(graphdef, state["params"], batch, final_state,
+                                                    init_cfg.min_carry_fraction)
+            applied["extras"] = interventions.update_extras(init_cfg, extras, final_state, rows)
         kept = {k: state[k] for k in applied}
         new_state = {**state, **keep_if_not_finite(finite, applied, kept), "step": state["step"] + 1,
                      "rng": jax.random.key_data(key)}

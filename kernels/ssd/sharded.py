@@ -21,13 +21,14 @@ from .reference import heads_from_groups
 
 
 def ssd_sharded(x, dt, A, B, C, *, D=None, initial_state=None, reset=None, chunk_size: int = 256, mesh=None,
-                axis: str = "sequence"):
+                axis: str = "sequence", implementation=None):
     """:func:`~birdie_jax.kernels.ssd.ssd` with time split over mesh axis ``axis`` (same
-    arguments and results); plain ``ssd`` without a mesh or with one shard."""
+    arguments and results, ``implementation`` included); plain ``ssd`` without a mesh or with one shard."""
     mesh = current_mesh() if mesh is None else mesh
     shards = sequence_shards(mesh, axis)
     if shards == 1:
-        return ssd(x, dt, A, B, C, D=D, initial_state=initial_state, reset=reset, chunk_size=chunk_size)
+        return ssd(x, dt, A, B, C, D=D, initial_state=initial_state, reset=reset, chunk_size=chunk_size,
+                   implementation=implementation)
     b, length, heads, p = x.shape
     n = B.shape[-1]
     if length % shards:
@@ -39,7 +40,8 @@ def ssd_sharded(x, dt, A, B, C, *, D=None, initial_state=None, reset=None, chunk
     t_spec = lambda *rest: P(b_entry, axis, *rest)  # noqa: E731
 
     def body(x, dt, B, C, reset, h0, A, D):
-        y, last = ssd(x, dt, A, B, C, D=D, initial_state=h0 * 0.0, reset=reset, chunk_size=chunk_size)
+        y, last = ssd(x, dt, A, B, C, D=D, initial_state=h0 * 0.0, reset=reset, chunk_size=chunk_size,
+                      implementation=implementation)
         log_a = dt.astype(jnp.float32) * A.astype(jnp.float32)  # [b l h]
         alive = (jnp.cumsum(reset.astype(jnp.int32), axis=1) == 0)[..., None]  # no reset up to t
         decay = jnp.exp(jnp.cumsum(log_a, axis=1)) * alive  # P_t [b l h]

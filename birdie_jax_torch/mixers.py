@@ -1,0 +1,136 @@
+"""The four mixers, computing what birdie_jax's do (see birdie_jax/models/ for the maths)."""
+
+import torch
+from torch import nn
+
+from birdie_jax_torch.layers import (CausalConv, Dense, Params, gelu, parameter, positions_from_segments,
+                                     recurrence, scan, segment_starts)
+
+_MASKED = -1e30
+
+
+class GatedSSM(nn.Module):
+    """i, z, o = W x; f = σ(W_f x); h_t = f_t h_{t−1} + σ(i_t) z_t; y = W_out(GeLU(o) h)."""
+
+    def __init__(self, p: Params, model: dict, bidirectional: bool):
+        super().__init__()
+        self.in_proj, self.forget_gate, self.out_proj = Dense(p.sub("in_proj")), Dense(p.sub("forget_gate")), Dense(
+            p.sub("out_proj"))
+        self.bidirectional = bidirectional
+
+    def forward(self, x, segment_ids, prefix_mask):
+        i, z, o = self.in_proj(x).chunk(3, dim=-1)
+        h = recurrence(torch.sigmoid(self.forget_gate(x)), torch.sigmoid(i) * z, segment_ids, prefix_mask,
+                       self.bidirectional)
+        return self.out_proj(gelu(o) * h)
+
+
+class BlockDiagonal(nn.Module):
+    def __init__(self, p: Params):
+        super().__init__()
+        self.kernel, self.bias = parameter(p["kernel"]), parameter(p["bias"])
+
+    def forward(self, x):
+        h, w, _ = self.kernel.shape
+        return (torch.einsum("...hi,hio->...ho", x.reshape(*x.shape[:-1], h, w), self.kernel) + self.bias).reshape(
+            x.shape)
+
+
+class Hawk(nn.Module):
+    """Griffin's recurrent block with the RG-LRU."""
+
+    def __init__(self, p: Params, model: dict, bidirectional: bool):
+        super().__init__()
+        self.gate_proj, self.in_proj, self.out_proj = (Dense(p.sub(n)) for n in ("gate_proj", "in_proj", "out_proj"))
+        self.conv = CausalConv(p.sub("conv"))
+        gates = BlockDiagonal if p["rg_lru.a_gate.kernel"].dim() == 3 else Dense
+        self.a_gate, self.x_gate = gates(p.sub("rg_lru.a_gate")), gates(p.sub("rg_lru.x_gate"))
+        self.a_param = parameter(p["rg_lru.a_param"])
+        self.c, self.reset_multiplier = model["rglru_c"], model["rglru_reset_multiplier"]
+        self.bidirectional = bidirectional
+
+    def forward(self, x, segment_ids, prefix_mask):
+        g = gelu(self.gate_proj(x))
+        u = self.conv(self.in_proj(x), segment_ids)
+        log_a = -self.c * torch.sigmoid(self.a_gate(u)) * nn.functional.softplus(self.a_param)
+        beta = torch.sqrt(1.0 - torch.exp(2.0 * log_a))
+        if self.reset_multiplier:  # β = 1 at a document's first token (the row starts one)
+            starts = segment_starts(segment_ids)
+            starts[:, 0] = True
+            beta = torch.where(starts[..., None], torch.ones_like(beta), beta)
+        h = recurrence(torch.exp(log_a), beta * torch.sigmoid(self.x_gate(u)) * u, segment_ids, prefix_mask,
+                       self.bidirectional)
+        return self.out_proj(g * h)
+
+
+def rope(x: torch.Tensor, positions: torch.Tensor, base: float, scaling: float) -> torch.Tensor:
+    """Rotary embedding of x [b t h k] (half-split) at positions / scaling."""
+    half = x.shape[-1] // 2
+    freq = base ** (-torch.arange(half, dtype=torch.float32) / half)
+    angle = (positions.float() / scaling)[..., None, None] * freq
+    x1, x2 = x[..., :half], x[..., half:]
+    return torch.cat([x1 * torch.cos(angle) - x2 * torch.sin(angle), x2 * torch.cos(angle) + x1 * torch.sin(angle)], -1)
+
+
+class Attention(nn.Module):
+    """Softmax attention within segments: causal, or (prefix attention) both ways inside a prefix."""
+
+    def __init__(self, p: Params, model: dict, bidirectional: bool):
+        super().__init__()
+        self.qkv_proj, self.out_proj = Dense(p.sub("qkv_proj")), Dense(p.sub("out_proj"))
+        self.heads, self.head_dim, self.base = model["num_heads"], model["head_dim"], model["rope_base"]
+        self.scaling = model.get("rope_scaling", 1.0)
+        self.bidirectional = bidirectional
+
+    def forward(self, x, segment_ids, prefix_mask):
+        b, t, _ = x.shape
+        q, k, v = self.qkv_proj(x).reshape(b, t, 3 * self.heads, self.head_dim).chunk(3, dim=2)
+        positions = positions_from_segments(segment_ids)
+        q, k = rope(q, positions, self.base, self.scaling), rope(k, positions, self.base, self.scaling)
+        index = torch.arange(t)
+        allowed = (index[None, :] <= index[:, None]).expand(b, t, t)
+        if self.bidirectional and prefix_mask is not None:
+            prefix = prefix_mask.bool()
+            allowed = allowed | (prefix[:, :, None] & prefix[:, None, :])
+        mask = ((segment_ids[:, :, None] == segment_ids[:, None, :]) & allowed) | torch.eye(t, dtype=torch.bool)
+        scores = torch.einsum("bthk,bshk->bhts", q, k) / self.head_dim**0.5
+        weights = torch.softmax(torch.where(mask[:, None], scores, torch.full_like(scores, _MASKED)), dim=-1)
+        return self.out_proj(torch.einsum("bhts,bshk->bthk", weights, v).reshape(b, t, -1))
+
+
+class Mamba2(nn.Module):
+    """Mamba-2's mixer as its recurrence: h_t = exp(dt_t A) h_{t−1} + dt_t x_t B_tᵀ, y_t = h_t C_t + D x_t."""
+
+    def __init__(self, p: Params, model: dict, bidirectional: bool):
+        super().__init__()
+        self.in_proj, self.out_proj = Dense(p.sub("in_proj")), Dense(p.sub("out_proj"))
+        self.conv = CausalConv(p.sub("conv"))
+        self.A_log, self.dt_bias, self.D = (parameter(p[n]) for n in ("A_log", "dt_bias", "D"))
+        self.norm_scale = parameter(p["norm.scale"])
+        self.d_inner = model["mamba_expand"] * model["d_model"]
+        self.head_dim, self.groups, self.d_state = model["mamba_head_dim"], model["mamba_groups"], model["mamba_d_state"]
+        self.eps = model["norm_eps"]
+
+    def forward(self, x, segment_ids, prefix_mask):
+        b, t, _ = x.shape
+        heads = self.d_inner // self.head_dim
+        z, xbc, dt_raw = self.in_proj(x).split([self.d_inner, self.d_inner + 2 * self.groups * self.d_state, heads], -1)
+        xbc = nn.functional.silu(self.conv(xbc, segment_ids))
+        xs, bs, cs = xbc.split([self.d_inner, self.groups * self.d_state, self.groups * self.d_state], -1)
+        xs = xs.reshape(b, t, heads, self.head_dim)
+        per_group = heads // self.groups
+        bs = bs.reshape(b, t, self.groups, 1, self.d_state).expand(-1, -1, -1, per_group, -1).reshape(b, t, heads, -1)
+        cs = cs.reshape(b, t, self.groups, 1, self.d_state).expand(-1, -1, -1, per_group, -1).reshape(b, t, heads, -1)
+        dt = nn.functional.softplus(dt_raw + self.dt_bias)  # [b t h]
+        decay = torch.exp(dt * -torch.exp(self.A_log))
+        inputs = (dt[..., None] * xs)[..., None] * bs[..., None, :]  # [b t h p n]
+        shape = inputs.shape
+        states = scan(decay[..., None, None].expand(shape).reshape(b, t, -1), inputs.reshape(b, t, -1),
+                      segment_starts(segment_ids)).reshape(shape)
+        y = torch.einsum("bthpn,bthn->bthp", states, cs) + self.D[:, None] * xs
+        gated = (y.reshape(b, t, self.d_inner) * nn.functional.silu(z)).reshape(b, t, self.groups, -1)
+        normed = gated * torch.rsqrt((gated * gated).mean(-1, keepdim=True) + self.eps)
+        return self.out_proj(normed.reshape(b, t, self.d_inner) * self.norm_scale)
+
+
+MIXERS = {"gated_ssm": GatedSSM, "hawk": Hawk, "transformer": Attention, "mamba2": Mamba2}
