@@ -3,8 +3,10 @@ uninterrupted one does?
 
 Each trial runs the same command a scheduler would rerun,
 ``birdie-jax train --config hawk_tiny --resume ...``, in a fresh run folder; it SIGKILLs the
-process at a random time (1-3 times per trial), and after some kills damages the newest
-committed checkpoint (truncated array file, deleted array file, 64 flipped bytes, deleted
+process 1-3 times per trial (a quarter of the kills at a uniformly random time, start-up
+included; the others 0-2 s after a new checkpoint is committed, i.e. mid-training), after
+most kills damages the newest committed checkpoint while an older one exists (each kind in
+turn: truncated array file, deleted array file, 64 flipped bytes, deleted
 ``state/_METADATA``, deleted ``meta`` item), then reruns the command until it exits 0.
 The final parameters are compared bit for bit with an uninterrupted run's.
 
@@ -75,19 +77,28 @@ def corrupt(step_dir: str, kind: str, rng: random.Random) -> str:
     return kind
 
 
-def run_once(run_dir: str, kill_after: float | None) -> dict:
-    """One launch of the command; SIGKILLed after ``kill_after`` seconds unless it ends first."""
+def run_once(run_dir: str, kill: tuple[str, float] | None) -> dict:
+    """One launch of the command, SIGKILLed per ``kill`` unless it ends first: ``("time", s)``
+    kills ``s`` seconds after the start (start-up included); ``("checkpoint", s)`` kills ``s``
+    seconds after the next checkpoint is committed (so most kills land mid-training)."""
     start = time.perf_counter()
+    before = committed_steps(run_dir)
     proc = subprocess.Popen(command(run_dir), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "JAX_PLATFORMS": "cpu"})
     killed = False
-    try:
-        out, err = proc.communicate(timeout=kill_after)
-    except subprocess.TimeoutExpired:
-        proc.send_signal(signal.SIGKILL)
-        out, err = proc.communicate()
-        killed = True
-    return {"killed": killed, "seconds": round(time.perf_counter() - start, 1), "exit": proc.returncode,
+    deadline = None if kill is None else (start + kill[1] if kill[0] == "time" else None)
+    while kill is not None and proc.poll() is None:
+        now = time.perf_counter()
+        if deadline is None and committed_steps(run_dir) not in ([], before):
+            deadline = now + kill[1]
+        if deadline is not None and now >= deadline:
+            proc.send_signal(signal.SIGKILL)
+            killed = True
+            break
+        time.sleep(0.05)
+    out, err = proc.communicate()
+    return {"killed": killed, "kill": list(kill) if kill else None, "seconds": round(time.perf_counter() - start, 1),
+            "exit": proc.returncode,
             "fallback_warnings": [line for line in err.splitlines() if line.startswith("warning: checkpoint")],
             "started_fresh": "starting from step 0" in out, "errors": [line for line in err.splitlines()
                                                                       if line.startswith("error:")]}
@@ -104,21 +115,25 @@ def final_params(run_dir: str) -> list[np.ndarray]:
     return [np.asarray(x) for x in jax.tree.leaves(nnx.state(run.model))]
 
 
-def trial(index: int, run_dir: str, reference: list[np.ndarray], full_seconds: float, rng: random.Random) -> dict:
+def trial(index: int, run_dir: str, reference: list[np.ndarray], full_seconds: float, rng: random.Random,
+          damage: list[int]) -> dict:
     kills = rng.randint(1, 3)
     launches, corruptions = [], []
     for _ in range(kills):
         before = committed_steps(run_dir)
-        launch = run_once(run_dir, rng.uniform(0.2, 1.0) * full_seconds)
+        kill = (("time", rng.uniform(0.0, 1.0) * full_seconds) if rng.random() < 0.25
+                else ("checkpoint", rng.uniform(0.0, 2.0)))
+        launch = run_once(run_dir, kill)
         launch["steps_before"] = before
         launch["steps_after"] = steps = committed_steps(run_dir)
         launches.append(launch)
         if not launch["killed"]:
             break
-        if len(steps) >= 2 and rng.random() < 0.6:  # damage the newest step while an older one exists
+        if len(steps) >= 2 and rng.random() < 0.8:  # damage the newest step while an older one exists
             step_dir = os.path.join(run_dir, "checkpoints", str(steps[-1]))
             sealed = os.path.exists(os.path.join(step_dir, "birdie_manifest.json"))
-            kind = corrupt(step_dir, rng.choice(CORRUPTIONS), rng)
+            kind = corrupt(step_dir, CORRUPTIONS[damage[0] % len(CORRUPTIONS)], rng)  # every kind in turn
+            damage[0] += 1
             corruptions.append({"step": steps[-1], "kind": kind, "sealed": sealed})
     for _ in range(5):  # then the same command until it finishes
         if launches and launches[-1]["exit"] == 0:
@@ -148,9 +163,9 @@ def main() -> None:
         if reference_run["exit"] != 0:
             raise SystemExit(f"the uninterrupted run failed: {reference_run['errors']}")
         reference = final_params(os.path.join(work, "reference"))
-        trials = []
+        trials, damage = [], [0]
         for i in range(args.trials):
-            trials.append(trial(i, os.path.join(work, f"trial{i}"), reference, reference_run["seconds"], rng))
+            trials.append(trial(i, os.path.join(work, f"trial{i}"), reference, reference_run["seconds"], rng, damage))
             print(json.dumps({k: trials[-1][k] for k in ("trial", "finished", "bit_identical")}), flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
