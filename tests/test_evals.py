@@ -125,6 +125,8 @@ def test_birdie_causal_run_is_evaluated_with_its_training_layout(birdie_causal_r
     assert model.cfg.bidirectional == "none"
     assert model.prompt_format == PromptFormat(True, "plm")  # prefix layout and [P:plm], not NTP's
     assert Evaluator(model, run.tokenizer).format == PromptFormat(True, "plm")
+    assert Evaluator(model, run.tokenizer).task_paradigm("copy") == "copy"  # the copy task's own paradigm
+    assert Evaluator(model, run.tokenizer, paradigm=None).task_paradigm("copy") is None  # explicit wins
     prompts = ["Hello wor", "ab"]
     default = generate(model, prompts, 2, tokenizer=run.tokenizer, return_logits=True)
     explicit = generate(model, prompts, 2, tokenizer=run.tokenizer, prompt_as_prefix=True, paradigm="plm",

@@ -133,6 +133,7 @@ def plot_loss_by_position(results: Mapping[str, dict], out_dir: str, name: str =
         ax.set_xscale("log")
         ax.grid(alpha=0.3, which="both")
     bottom.axhline(0.0, color="black", lw=0.8)
+    top.set_yscale("log")  # the first positions (little context) sit far above the rest
     top.set_ylabel("NLL (nats per token)")
     top.set_title("loss by position: state carried vs reset every T")
     top.legend(fontsize=7)
