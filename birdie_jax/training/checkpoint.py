@@ -135,9 +135,9 @@ class Checkpointer:
                 if verdict == manifest.INTACT:  # the files are as written: a mismatch, not damage
                     raise CheckpointError(f"checkpoint {self.directory} step {candidate} does not match this "
                                           f"model/optimizer: {e}") from None
-                detail = f"unreadable: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
+                detail = f"unreadable: {_summary(e)}"
             except Exception as e:  # noqa: BLE001 — Orbax's bare Exception for missing/truncated items
-                detail = f"unreadable: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
+                detail = f"unreadable: {_summary(e)}"
             problems.append(f"step {candidate}: {detail}")
             if step is None:
                 self._report(candidate, detail)
@@ -194,6 +194,12 @@ class Checkpointer:
         self.manager.wait_until_finished()
         self._join_sealer()
         self.manager.close()
+
+
+def _summary(error: Exception, limit: int = 160) -> str:
+    """The first sentence-ish of an Orbax/TensorStore error, for a one-line report."""
+    text = (str(error).splitlines() or [""])[0].split(" See full")[0].strip() or type(error).__name__
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _sync_processes(name: str) -> None:
