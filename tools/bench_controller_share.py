@@ -1,26 +1,27 @@
 """The Birdie controller's share of a run's wall time, per bundled config (``mixture=birdie``).
 
-Runs (``--run``, the tiny configs and the default): a real ``birdie-jax train`` of the
-config with ``mixture=birdie`` (the default config already is) into a temporary folder,
+Runs (``--run``, the tiny configs): a real ``birdie-jax train`` of the config with
+``mixture=birdie``, each in a fresh process, into a temporary folder,
 reading the loop's own ``time/*`` record from ``metrics.jsonl``: ``time/controller_share``
 = time inside ``BirdieController.observe`` (history, update, waiting for its compile) /
 the loop's wall time.
 
-Projections (``--project``, the small configs, whose 10,000 steps of 32 × 1024 tokens take
-hours here): the controller's cost = its compile (``lower().compile()``, counted in full
+Projections (``--project``: the default config, whose 400 steps take over an hour on this
+machine while it is shared, and the small configs, whose 10,000 steps of 32 × 1024 tokens
+take days): the controller's cost = its compile (``lower().compile()``, counted in full
 although the loop overlaps it with setup) + the schedule's number of updates × one
 update's median time, at the critic size the run gets (``sized_to_run``); the training
-time = steps × the train step measured at ``--project-rows`` rows instead of the config's
-batch (a lower bound: a full batch does more work), so the projected share is an upper
-bound. Validation passes are left out of the denominator (another upper-bound choice).
+time = steps × the train step measured at ``--project-rows`` rows (8: the default's whole
+batch; for the small configs a quarter of theirs, a lower bound since a full batch does
+more work), so the projected share is an upper bound. Validation passes are left out of the denominator (another upper-bound choice).
 
     python tools/bench_controller_share.py            # writes bench_results/controller_share.json
 """
 
 import argparse
 import json
-import os
 import functools
+import os
 import subprocess
 import sys
 import tempfile
@@ -40,8 +41,8 @@ from birdie_jax.controller import BirdieController, controller_update  # noqa: E
 from birdie_jax.training.loop import train  # noqa: E402
 from birdie_jax.training.metrics import read_metrics  # noqa: E402
 
-RUN = ["hawk_tiny", "gated_ssm_tiny", "transformer_tiny", "default"]
-PROJECT = ["hawk_small", "gated_ssm_small", "transformer_small"]
+RUN = ["hawk_tiny", "gated_ssm_tiny", "transformer_tiny"]
+PROJECT = ["default", "hawk_small", "gated_ssm_small", "transformer_small"]
 
 
 def real_run_in_subprocess(name: str) -> dict:
@@ -71,7 +72,8 @@ def real_run(name: str) -> dict:
 
 def projected(name: str, rows: int, repeats: int) -> dict:
     cfg = load_config(name, "mixture=birdie")
-    step = bench_config(name, 2, ["mixture=birdie", f"data.batch_size={rows}"])
+    rows = min(rows, cfg.data.batch_size) if rows else cfg.data.batch_size
+    step = bench_config(name, repeats, ["mixture=birdie", f"data.batch_size={rows}"])
     ctl = BirdieController(arm_classes(), cfg.train.steps, cfg.controller)
     args = ctl._update_args(np.asarray(jax.random.key_data(jax.random.key(0))), 0.2,
                             np.full((ctl.num_arms,), 3.0, np.float32))
@@ -93,7 +95,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--run", nargs="*", default=RUN)
     p.add_argument("--project", nargs="*", default=PROJECT)
-    p.add_argument("--project-rows", type=int, default=4)
+    p.add_argument("--project-rows", type=int, default=8,
+                   help="rows of the timed train step (at most the config's batch; 0: the config's batch)")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--out", default="bench_results/controller_share.json")
     p.add_argument("--one", help="run this one config here and print its JSON line (used internally)")
@@ -102,14 +105,14 @@ def main(argv=None) -> int:
         print(json.dumps(real_run(args.one)), flush=True)
         return 0
     results = []
-    for name in args.run:
-        results.append({**real_run_in_subprocess(name), "load_average_after": os.getloadavg()[0]})
+    jobs = [(name, real_run_in_subprocess) for name in args.run]
+    jobs += [(name, lambda n: projected(n, args.project_rows, args.repeats)) for name in args.project]
+    for name, measure in jobs:
+        results.append({**measure(name), "load_average_after": os.getloadavg()[0]})
         print(json.dumps(results[-1]), flush=True)
-    for name in args.project:
-        results.append({**projected(name, args.project_rows, args.repeats), "load_average_after": os.getloadavg()[0]})
-        print(json.dumps(results[-1]), flush=True)
-    write_results(args.out, {"machine": machine_info(), "targets": {"tiny_small": 0.05, "default": 0.01},
-                             "results": results})
+        # Written after every config, so a run stopped early keeps what it measured.
+        write_results(args.out, {"machine": machine_info(), "targets": {"tiny_small": 0.05, "default": 0.01},
+                                 "results": results})
     return 0
 
 

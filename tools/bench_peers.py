@@ -209,9 +209,13 @@ def main(argv=None) -> int:
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from bench_common import machine_info, write_results  # imports jax: not in the --one subprocesses
 
+    workload = {"vocab": VOCAB, "d_model": D_MODEL, "layers": LAYERS, "batch": BATCH, "seq_len": SEQ,
+                "dtype": "float32", "optimizer": "AdamW", "lru_width": LRU_WIDTH, "mlp_width": MLP_WIDTH,
+                "mamba": MAMBA, "timed_steps": args.steps, "warmup_steps": args.warmup}
     rounds = []
     for r in range(args.rounds):
-        results = {}
+        results: dict = {}
+        rounds.append({"results": results, "ratios": {}, "complete": False})
         for name in args.entries:
             out = subprocess.run([sys.executable, os.path.abspath(__file__), "--one", name, "--steps", str(args.steps),
                                   "--warmup", str(args.warmup)], capture_output=True, text=True)
@@ -220,16 +224,12 @@ def main(argv=None) -> int:
             results[name] = {**json.loads(out.stdout.strip().splitlines()[-1]), "load_average": os.getloadavg()[0]}
             print(f"round {r + 1} {name:<34} {results[name]['tokens_per_s']:>9,.0f} tok/s  "
                   f"first step {results[name]['first_step_s']:.1f} s", flush=True)
-        ratios = {f"{a} / {b}": round(results[a]["tokens_per_s"] / results[b]["tokens_per_s"], 3)
-                  for a, b in RATIOS if a in results and b in results}
-        rounds.append({"results": results, "ratios": ratios})
-        print(json.dumps(ratios), flush=True)
-    write_results(args.out, {
-        "machine": machine_info(),
-        "workload": {"vocab": VOCAB, "d_model": D_MODEL, "layers": LAYERS, "batch": BATCH, "seq_len": SEQ,
-                     "dtype": "float32", "optimizer": "AdamW", "lru_width": LRU_WIDTH, "mlp_width": MLP_WIDTH,
-                     "mamba": MAMBA, "timed_steps": args.steps, "warmup_steps": args.warmup},
-        "rounds": rounds})
+            rounds[-1]["ratios"] = {f"{a} / {b}": round(results[a]["tokens_per_s"] / results[b]["tokens_per_s"], 3)
+                                    for a, b in RATIOS if a in results and b in results}
+            rounds[-1]["complete"] = len(results) == len(args.entries)
+            # Written after every entry, so a run stopped early keeps what it measured.
+            write_results(args.out, {"machine": machine_info(), "workload": workload, "rounds": rounds})
+        print(json.dumps(rounds[-1]["ratios"]), flush=True)
     return 0
 
 

@@ -11,6 +11,11 @@ Bandwidth fraction of copy (forward):
 
 i.e. how close the forward gets to streaming its three arrays at copy speed.
 
+A second baseline is the machine's copy bandwidth: NumPy ``np.copyto`` of the same array
+into an existing (already faulted-in) buffer, with no page faults of a fresh allocation;
+``bandwidth_fraction_of_numpy_copy`` rates the forward against it. Both copy timings are
+interleaved with the implementations' so a noisy machine hits all alike.
+
 Usage:
     python tools/bench_scan.py                       # B=8, T=4096, D=512, float32
     python tools/bench_scan.py --quick               # small shapes, a smoke test
@@ -29,6 +34,7 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from birdie_jax.kernels.linear_scan import api, config as config_lib, xla
 
@@ -95,6 +101,19 @@ def check_copy_really_copies(x) -> None:
         raise RuntimeError("copy baseline changed the values")
 
 
+def numpy_copy_times(x, repeats: int) -> list[float]:
+    """Seconds of ``np.copyto`` of x into an existing buffer (written once before timing)."""
+    src = np.asarray(x)
+    dst = np.empty_like(src)
+    np.copyto(dst, src)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        np.copyto(dst, src)
+        times.append(time.perf_counter() - t0)
+    return times
+
+
 def implementations(backend: str, sweep: bool):
     """(row name, callable(a, b) -> (h, h_last)) for every available implementation."""
     cfg = config_lib.default_config(backend)
@@ -152,6 +171,7 @@ def main(argv=None) -> int:
 
     check_copy_really_copies(a)
     copy_compile_s, copy_times = _timed(_copy_fn(), (a,), args.warmup, args.repeats)
+    np_copy_times = numpy_copy_times(a, args.repeats)
 
     info = machine_info()
     print(f"linear_scan benchmark: B={shape[0]} T={shape[1]} D={shape[2]} {dtype.name}")
@@ -173,6 +193,7 @@ def main(argv=None) -> int:
         )
         # Interleave copy timings so a noisy machine hits both alike.
         copy_times += _timed(_copy_fn(), (a,), 1, 3)[1]
+        np_copy_times += numpy_copy_times(a, 3)
         results.append(
             {
                 "name": name,
@@ -188,20 +209,25 @@ def main(argv=None) -> int:
 
     copy_ms = 1e3 * statistics.median(copy_times)
     copy_gbps = 2 * array_bytes / (copy_ms * 1e-3) / 1e9
+    np_copy_ms = 1e3 * statistics.median(np_copy_times)
+    np_copy_gbps = 2 * array_bytes / (np_copy_ms * 1e-3) / 1e9
     for r in results:
         r["fwd_gbps"] = 3 * array_bytes / (r["fwd_ms"] * 1e-3) / 1e9
         r["bandwidth_fraction_of_copy"] = r["fwd_gbps"] / copy_gbps
+        r["bandwidth_fraction_of_numpy_copy"] = r["fwd_gbps"] / np_copy_gbps
         r["fwd_bwd_over_fwd"] = r["fwd_bwd_ms"] / r["fwd_ms"]
 
     header = f"{'implementation':28s} {'compile s':>9s} {'fwd ms':>9s} {'fwd+bwd ms':>11s} {'GB/s':>7s} {'x copy bw':>9s}"
     print()
     print(f"copy baseline (x + 0, one array, {array_bytes / 2**20:.0f} MiB): {copy_ms:.2f} ms = {copy_gbps:.2f} GB/s (read+write)")
+    print(f"numpy copy into an existing buffer: {np_copy_ms:.2f} ms = {np_copy_gbps:.2f} GB/s (read+write)")
     print(header)
     print("-" * len(header))
     for r in results:
         print(
             f"{r['name']:28s} {r['compile_fwd_s']:9.2f} {r['fwd_ms']:9.2f} {r['fwd_bwd_ms']:11.2f} "
-            f"{r['fwd_gbps']:7.2f} {r['bandwidth_fraction_of_copy']:9.2f}"
+            f"{r['fwd_gbps']:7.2f} {r['bandwidth_fraction_of_copy']:9.2f} "
+            f"(x numpy copy {r['bandwidth_fraction_of_numpy_copy']:.2f})"
         )
 
     payload = {
@@ -215,7 +241,9 @@ def main(argv=None) -> int:
             "gbps": copy_gbps,
             "array_bytes": array_bytes,
             "compile_s": copy_compile_s,
+            "what": "jitted x + 0 into a fresh buffer",
         },
+        "numpy_copy": {"ms": np_copy_ms, "gbps": np_copy_gbps, "what": "np.copyto into an existing buffer"},
         "implementations": results,
     }
     out = Path(args.out)

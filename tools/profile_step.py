@@ -189,7 +189,7 @@ def main(argv=None) -> int:
     for arch in args.architectures:
         results.append(profile(arch, args.repeats, args.rounds, args.overrides))
         print(json.dumps(results[-1]), flush=True)
-    write_results(args.out, {"machine": machine_info(), "workload": WORKLOAD, "results": results})
+        write_results(args.out, {"machine": machine_info(), "workload": WORKLOAD, "results": results})
     return 0
 
 
