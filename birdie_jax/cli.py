@@ -17,7 +17,10 @@ def _parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train a model (no arguments: the built-in default, a small Hawk)")
     t.add_argument("--config", default=None, help="bundled config name (e.g. hawk_tiny) or YAML path; "
                    "default: configs/default.yaml")
-    t.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in train.run_dir")
+    t.add_argument("--resume", action="store_true", help="continue from the latest intact checkpoint in "
+                   "train.run_dir (none yet: start from step 0), so one command serves start and restarts")
+    t.add_argument("--allow-config-change", action="store_true", help="with --resume: accept changed data/batch "
+                   "settings (recorded in the run's history.jsonl; earlier config.yaml versions are kept)")
     t.add_argument("--quiet", action="store_true", help="no progress output")
     t.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. train.steps=100")
 
@@ -73,7 +76,7 @@ def _train(args) -> int:
     initialize_from_environment()  # multi-host (TPU pod, SLURM, JAX_* variables); a no-op on one process
 
     cfg = load_config(args.config or "default", *args.overrides)
-    result = train(cfg, resume=args.resume, quiet=args.quiet)
+    result = train(cfg, resume=args.resume, quiet=args.quiet, allow_config_change=args.allow_config_change)
     val = f", validation loss {result.val_loss:.4f}" if result.val_loss is not None else ""
     print(f"done: step {result.step}, loss {result.final_loss:.4f}{val}; run folder {result.run_dir}")
     return 0
@@ -84,6 +87,8 @@ def _generate(args) -> int:
     from birdie_jax.inference import generate_text, load_checkpoint
     from birdie_jax.prompts import jrt_prompt
 
+    for flag in ("prompt", "context", "question", "cloze"):
+        _check_utf8(f"--{flag}", getattr(args, flag))
     if args.max_new_tokens <= 0:
         raise _usage("--max-new-tokens must be > 0")
     if args.jrt or args.template:
@@ -142,6 +147,15 @@ def _info(args) -> int:
         for k, v in info.items():
             print(f"{k}: {v:,}" if isinstance(v, int) else f"{k}: {v}")
     return 0
+
+
+def _check_utf8(flag: str, text: str | None) -> None:
+    """Command-line text that is not valid UTF-8 arrives with surrogate escapes; refuse it."""
+    if text is not None:
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as e:
+            raise _usage(f"{flag} is not valid UTF-8 text (byte {e.start})") from None
 
 
 class _UsageError(Exception):

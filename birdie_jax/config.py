@@ -10,6 +10,7 @@ either dotted (``train.steps=100``) or a field name that is unique across sectio
 import dataclasses
 import difflib
 import importlib.resources
+import math
 import os
 import types
 import typing
@@ -55,6 +56,13 @@ def round_to_bfloat16(value: float) -> float:
 def _check_positive(field: str, value: Any) -> None:
     if value <= 0:
         raise ConfigError(f"{field} must be > 0, got {value}")
+
+
+def _check_path(field: str, value: str | None) -> None:
+    """A path (or name) field may be unset (None) where allowed, never empty or blank: an empty
+    corpus path would otherwise read the current folder."""
+    if value is not None and not value.strip():
+        raise ConfigError(f"{field} is empty; give a path (or name)")
 
 
 
@@ -324,6 +332,10 @@ class DataConfig:
         arXiv 2507.02782, next-token prediction only; see :mod:`birdie_jax.data.stream_rows`).
       markov_order, markov_symbols, markov_topics, markov_concentration, markov_documents,
         markov_doc_len, markov_seed: the ``corpus: markov`` source (see :mod:`birdie_jax.data.markov`).
+      process_split: how several processes share the data: ``documents`` (each reads its
+        own slice of the documents and packs only its rows: the least work) or ``rows``
+        (each packs the whole global batch and keeps its rows: the same batches whatever
+        the number of processes, at that many times the data-pipeline work).
     """
 
     corpus: str = "builtin"
@@ -344,16 +356,23 @@ class DataConfig:
     markov_documents: int = 200
     markov_doc_len: int = 4096
     markov_seed: int = 0
+    process_split: str = "documents"
 
     def __post_init__(self):
+        _check_choice("data.process_split", self.process_split, ("documents", "rows"))
         _check_choice("data.format", self.format, ("auto", "text", "jsonl", "dir", "pairs"))
         _check_choice("data.packing", self.packing, PACKINGS)
+        for name in ("corpus", "tokenizer", "text_field"):
+            _check_path(f"data.{name}", getattr(self, name))
         for name in ("seq_len", "batch_size", "num_sentinels"):
             _check_positive(f"data.{name}", getattr(self, name))
         if not 0.0 <= self.validation_fraction < 1.0:
             raise ConfigError(f"data.validation_fraction must be in [0, 1), got {self.validation_fraction}")
         if self.num_workers < 0:
             raise ConfigError(f"data.num_workers must be >= 0, got {self.num_workers}")
+
+
+NONFINITE_POLICIES = ("stop", "skip")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -376,6 +395,9 @@ class TrainConfig:
       tensorboard: also write TensorBoard event files (needs the ``tb`` extra).
       wandb: also log to Weights & Biases (needs ``wandb``).
       progress: show a progress bar (only on a TTY).
+      on_nonfinite: what a step whose loss or gradient norm is NaN/inf does (it is never
+        applied nor checkpointed): ``stop`` the run naming the step, or ``skip`` the batch,
+        count it (``nonfinite_skipped`` in the metrics) and go on.
     """
 
     steps: int = 300
@@ -397,8 +419,11 @@ class TrainConfig:
     tensorboard: bool = True
     wandb: bool = False
     progress: bool = True
+    on_nonfinite: str = "stop"
 
     def __post_init__(self):
+        _check_choice("train.on_nonfinite", self.on_nonfinite, NONFINITE_POLICIES)
+        _check_path("train.run_dir", self.run_dir)
         _check_positive("train.steps", self.steps)
         _check_positive("train.grad_accum", self.grad_accum)
         _check_positive("train.log_every", self.log_every)
@@ -459,6 +484,7 @@ class MixtureConfig:
 
     def __post_init__(self):
         _check_choice("mixture.name", self.name, MIXTURES)
+        _check_path("mixture.weights_file", self.weights_file)
         if not 0.0 <= self.paradigm_append_prob <= 1.0:
             raise ConfigError(f"mixture.paradigm_append_prob must be in [0, 1], got {self.paradigm_append_prob}")
         _check_positive("mixture.val_rows_per_config", self.val_rows_per_config)
@@ -604,6 +630,9 @@ class Config:
                 raise ConfigError("mixture=jrt averages its NTP and MLM terms over the whole batch; train.grad_accum "
                                   f"must be 1 with it (got {self.train.grad_accum})")
 
+    def __post_init__(self):
+        _check_path("init_from", self.init_from)
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
@@ -669,13 +698,18 @@ def _coerce(field: str, value: Any, annotation: Any) -> Any:
     if annotation is float:
         if isinstance(value, bool):
             raise ConfigError(f"{field} must be a number, got {value!r}")
+        number = None
         if isinstance(value, (int, float)):
-            return float(value)
-        if isinstance(value, str):
+            number = float(value)
+        elif isinstance(value, str):
             try:
-                return float(value)
+                number = float(value)
             except ValueError:
                 pass
+        if number is not None and not math.isfinite(number):
+            raise ConfigError(f"{field} must be a finite number, got {value!r}")
+        if number is not None:
+            return number
         raise ConfigError(f"{field} must be a number, got {value!r}")
     if annotation is str:
         if isinstance(value, str):
@@ -814,6 +848,8 @@ def load_config(name_or_path: str | os.PathLike | None = None, *overrides: str, 
     """
     cfg = Config()
     if name_or_path is not None:
+        if not str(name_or_path).strip():
+            raise ConfigError("the config name or path is empty")
         text, where = _read_config_text(str(name_or_path))
         try:
             raw = yaml.safe_load(text) or {}
@@ -830,8 +866,12 @@ def _read_config_text(name_or_path: str) -> tuple[str, str]:
     if os.path.exists(name_or_path):
         if os.path.isdir(name_or_path):
             raise ConfigError(f"config {name_or_path!r} is a folder, expected a YAML file")
-        with open(name_or_path, encoding="utf-8") as f:
-            return f.read(), name_or_path
+        try:
+            with open(name_or_path, encoding="utf-8") as f:
+                return f.read(), name_or_path
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"config file {name_or_path!r} is not UTF-8 text (byte {e.start}); "
+                              "save it as UTF-8") from None
     name = name_or_path.replace(os.sep, "/")
     name = name[len("configs/"):] if name.startswith("configs/") else name
     name = name[: -len(".yaml")] if name.endswith(".yaml") else name

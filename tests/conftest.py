@@ -74,3 +74,16 @@ def packed_segments(batches, fields) -> list[dict]:
             for s in range(1, seg.max() + 1):
                 out.append({k: b[k][r][seg == s] for k in fields})
     return out
+
+
+@pytest.fixture(scope="session")
+def birdie_causal_run(tmp_path_factory):
+    """A causal Hawk trained (briefly) with mixture=birdie: Birdie-Causal."""
+    from birdie_jax.cli import main
+
+    run = tmp_path_factory.mktemp("runs") / "birdie_causal"
+    assert main(["train", "--config", "hawk_tiny", "--quiet", "mixture=birdie", "data.seq_len=128",
+                 "mixture.val_rows_per_config=1", "controller.critic_width=16", "controller.critic_state=16",
+                 "controller.critic_layers=1", "controller.critic_steps=2", "controller.num_candidates=64",
+                 "train.steps=2", "train.eval_every=0", "train.tensorboard=false", f"train.run_dir={run}"]) == 0
+    return run

@@ -1,9 +1,11 @@
 """The training loop itself on a device mesh: a Birdie run (controller, per-arm validation)
 with state passing, on 8 fake CPU devices (data × fsdp × sequence, bidirectional layers
 running sequence-parallel), killed and resumed on 4 devices and on 1, continuing as a run
-that never stopped — parameters, carried states and mixture probabilities alike."""
+that never stopped — parameters, carried states and mixture probabilities alike; and the
+same run as two real processes (jax.distributed, gloo), one of them killed, then resumed."""
 
 import os
+import socket
 import subprocess
 import sys
 import textwrap
@@ -12,8 +14,10 @@ import chex
 import jax
 import numpy as np
 import pytest
+from flax import nnx
 
 from birdie_jax.config import load_config
+from birdie_jax.inference import load_checkpoint
 from birdie_jax.training.loop import train
 
 TOL = 1e-5
@@ -90,6 +94,56 @@ def test_resume_on_one_device_continues_the_eight_device_run(runs):
     chex.assert_trees_all_close(jax.tree.leaves(resumed.params), _leaves(f"{runs}/full.npz"), atol=TOL, rtol=TOL)
     np.testing.assert_allclose(_probabilities(f"{runs}/killed_for_one_device"), _probabilities(f"{runs}/full"),
                                atol=TOL)
+
+
+# data.process_split=rows: both processes pack the global batch and keep their rows, so the
+# batches equal the single-process run's (with the default, each reads half the documents).
+TWO_PROCESS_MESH = ["mesh.data=2", "mesh.fsdp=2", "mesh.sequence=2", "data.process_split=rows"]
+
+
+def _launch_two_processes(run_dir: str, kill_after: int) -> list[subprocess.Popen]:
+    """The docs/distributed.md launch: two processes of 4 CPU devices each, gloo collectives,
+    each running ``birdie-jax train --resume`` (tests/two_process_worker.py)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    worker = os.path.join(os.path.dirname(__file__), "two_process_worker.py")
+    procs = []
+    for i in range(2):
+        env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
+               "JAX_CPU_COLLECTIVES_IMPLEMENTATION": "gloo", "JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{port}",
+               "JAX_NUM_PROCESSES": "2", "JAX_PROCESS_ID": str(i)}
+        procs.append(subprocess.Popen([sys.executable, worker, run_dir, str(kill_after if i == 1 else 0), "--", *RUN,
+                                       *TWO_PROCESS_MESH], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                      text=True))
+    return procs
+
+
+def _output(proc: subprocess.Popen) -> str:
+    return proc.communicate(timeout=900)[0][-3000:]
+
+
+def test_two_processes_killed_and_resumed_equal_the_single_process_run(runs):
+    """jax.distributed with two local processes (4 devices each): process 1 is SIGKILLed after
+    the step-2 checkpoint, the job is torn down, the same command restarts both, and the
+    result equals the single-process 8-device run on the same mesh."""
+    run_dir = f"{runs}/two_process"
+    first = _launch_two_processes(run_dir, kill_after=2)
+    out1 = _output(first[1])
+    assert first[1].returncode == -9 and "KILLING process 1 after step 2" in out1, out1
+    first[0].kill()  # the scheduler tears down the rest of the job
+    _output(first[0])
+    assert sorted(n for n in os.listdir(f"{run_dir}/checkpoints") if n.isdigit()) == ["2"]
+    second = _launch_two_processes(run_dir, kill_after=0)
+    outs = [_output(p) for p in second]
+    assert [p.returncode for p in second] == [0, 0] and "done: step 4" in outs[0], outs
+    run = load_checkpoint(run_dir)
+    assert run.step == 4
+    for a, b in zip(jax.tree.leaves(nnx.state(run.model)), _leaves(f"{runs}/full.npz")):
+        np.testing.assert_allclose(np.asarray(a), b, atol=TOL, rtol=TOL)
+    for a, b in zip(jax.tree.leaves(run.extras), _leaves(f"{runs}/full_carry.npz")):
+        np.testing.assert_allclose(np.asarray(a), b, atol=TOL, rtol=TOL)
+    np.testing.assert_allclose(_probabilities(run_dir), _probabilities(f"{runs}/full"), atol=TOL)
 
 
 SSD_SCRIPT = textwrap.dedent('''

@@ -108,23 +108,14 @@ def test_paradigm_token_ends_the_prefix_in_both_layouts():
     np.testing.assert_array_equal(prefix, [True, False, False, False])
 
 
-@pytest.fixture(scope="module")
-def birdie_causal_run(tmp_path_factory):
-    """A causal Hawk trained (briefly) with mixture=birdie: Birdie-Causal."""
-    run = tmp_path_factory.mktemp("runs") / "birdie_causal"
-    assert main(["train", "--config", "hawk_tiny", "--quiet", "mixture=birdie", "data.seq_len=128",
-                 "mixture.val_rows_per_config=1", "controller.critic_width=16", "controller.critic_state=16",
-                 "controller.critic_layers=1", "controller.critic_steps=2", "controller.num_candidates=64",
-                 "train.steps=2", "train.eval_every=0", "train.tensorboard=false", f"train.run_dir={run}"]) == 0
-    return run
-
-
 def test_birdie_causal_run_is_evaluated_with_its_training_layout(birdie_causal_run):
     run = load_checkpoint(str(birdie_causal_run))
     model = run.model
     assert model.cfg.bidirectional == "none"
     assert model.prompt_format == PromptFormat(True, "plm")  # prefix layout and [P:plm], not NTP's
     assert Evaluator(model, run.tokenizer).format == PromptFormat(True, "plm")
+    assert Evaluator(model, run.tokenizer).task_paradigm("copy") == "copy"  # the copy task's own paradigm
+    assert Evaluator(model, run.tokenizer, paradigm=None).task_paradigm("copy") is None  # explicit wins
     prompts = ["Hello wor", "ab"]
     default = generate(model, prompts, 2, tokenizer=run.tokenizer, return_logits=True)
     explicit = generate(model, prompts, 2, tokenizer=run.tokenizer, prompt_as_prefix=True, paradigm="plm",

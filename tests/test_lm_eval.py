@@ -11,7 +11,6 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")  # local files only: never rea
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 lm_eval = pytest.importorskip("lm_eval", reason="needs the lm-eval extra (pip install birdie-jax[lm-eval])")
 
-from birdie_jax.cli import main  # noqa: E402
 from birdie_jax.evals.lm_eval import BirdieLM  # noqa: E402
 from birdie_jax.generation import score  # noqa: E402
 from birdie_jax.inference import load_checkpoint  # noqa: E402
@@ -38,11 +37,8 @@ def _tasks(folder):
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("lm_eval_run")
-    assert main(["train", "--config", "gated_ssm_tiny", "--quiet", "train.steps=1", "train.eval_every=0",
-                 "train.tensorboard=false", f"train.run_dir={folder}"]) == 0
-    return folder
+def run(birdie_causal_run):
+    return birdie_causal_run  # a Birdie-Causal Hawk (conftest): scored in its prefix format with [P:plm]
 
 
 def test_local_tasks_run_through_lm_eval(run, tmp_path):

@@ -99,9 +99,11 @@ def evaluate_copy(ev, *, num_examples: int = 8, seed: int = 0, lengths: Sequence
     """:func:`copy_task` through an :class:`~birdie_jax.evals.evaluator.Evaluator` (copy paradigm
     for a model trained with class paradigm tokens)."""
     ev.check_fits(2 * max(lengths) + 4, "copy")
-    return copy_task(ev.model, ev.tokenizer, lengths, train_len=train_len, trials=num_examples, seeds=(seed,),
-                     batch_size=ev.batch_size, prompt_as_prefix=ev.prompt_as_prefix,
-                     paradigm=ev.task_paradigm("copy"), label="model")
+    paradigm = ev.task_paradigm("copy")
+    result = copy_task(ev.model, ev.tokenizer, lengths, train_len=train_len, trials=num_examples, seeds=(seed,),
+                       batch_size=ev.batch_size, prompt_as_prefix=ev.prompt_as_prefix, paradigm=paradigm,
+                       label="model")
+    return {**result, "paradigm": paradigm}
 
 
 def write_copy_png(result: dict, out_dir: str, name: str = NAME) -> str:

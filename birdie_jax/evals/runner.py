@@ -89,8 +89,8 @@ def run_task(name: str, evaluator, *, out_dir: str | None = None, documents: Seq
     tick = time.perf_counter()
     result = task.evaluate(evaluator, documents=documents, **knobs)
     fmt = evaluator.format
-    result = {"task": name, **result, "prompt_as_prefix": fmt.as_prefix, "paradigm": fmt.paradigm,
-              "seconds": round(time.perf_counter() - tick, 2)}
+    result = {"task": name, "prompt_as_prefix": fmt.as_prefix, "paradigm": fmt.paradigm, **result,
+              "seconds": round(time.perf_counter() - tick, 2)}  # a task's own paradigm (copy) wins
     result.pop("files", None)
     if out_dir is not None:
         json_path = write_json(out_dir, name, result)

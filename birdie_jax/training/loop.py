@@ -17,7 +17,7 @@ from flax import nnx
 
 from birdie_jax.config import Config, config_to_yaml
 from birdie_jax.data.corpus import corpus_documents, split_documents
-from birdie_jax.data.pipeline import make_batch_iterator
+from birdie_jax.data.pipeline import make_batch_dataset, make_batch_iterator
 from birdie_jax.errors import BirdieError, CheckpointError, ConfigError
 from birdie_jax.models import build_model
 from birdie_jax.plotting import plot_loss_curve
@@ -27,6 +27,9 @@ from birdie_jax.data.stream_rows import StreamRows
 from birdie_jax.training import initial_state as interventions
 from birdie_jax.training.checkpoint import Checkpointer, abstract_like
 from birdie_jax.training.metrics import MetricsWriter, Progress, read_metrics
+from birdie_jax.training import history
+from birdie_jax.training.nonfinite import NonFiniteGuard
+from birdie_jax.training.runlock import RunLock
 from birdie_jax.training.optim import learning_rate_schedule, make_optimizer
 from birdie_jax.controller import BirdieController
 from birdie_jax.controller.plot import plot_mixture
@@ -73,17 +76,57 @@ def check_compatible(saved: dict, cfg: Config, tokenizer, where: str) -> None:
         raise CheckpointError(f"{where} was written with another tokenizer: {saved.get('tokenizer')}")
 
 
-def train(cfg: Config, *, resume: bool = False, stop_after: int | None = None, quiet: bool = False) -> TrainResult:
+def train(cfg: Config, *, resume: bool = False, stop_after: int | None = None, quiet: bool = False,
+          allow_config_change: bool = False) -> TrainResult:
     """Trains ``cfg`` and returns the final state.
 
     Args:
       cfg: the experiment.
-      resume: continue from the latest checkpoint in ``cfg.train.run_dir`` (exactly: same
-        parameters, optimizer state, data position, mixture, controller and RNG as an
-        uninterrupted run).
+      resume: continue from the newest intact checkpoint in ``cfg.train.run_dir`` (exactly:
+        same parameters, optimizer state, data position, mixture, controller and RNG as an
+        uninterrupted run); with no checkpoint yet, start from step 0 (one command serves
+        the first start and every restart).
       stop_after: stop (after checkpointing) once this many steps are done, as if killed.
       quiet: no progress output.
+      allow_config_change: let ``resume`` change the seed, data or mixture settings
+        (refused otherwise; recorded in ``history.jsonl``).
+
+    The run folder is locked (:class:`~birdie_jax.training.runlock.RunLock`) before
+    anything is written in it; a run that fails before it starts leaves no new folder.
     """
+    run_dir = os.path.abspath(cfg.train.run_dir)
+    existed = {p: os.path.exists(p) for p in (run_dir, os.path.join(run_dir, "checkpoints"))}
+    lock = _lock_run_dir(run_dir)
+    try:
+        return _train(cfg, resume=resume, stop_after=stop_after, quiet=quiet, allow_config_change=allow_config_change)
+    finally:
+        if lock is not None:
+            lock.release()
+        for path in sorted(existed, reverse=True):  # what this call created and left empty
+            if not existed[path] and os.path.isdir(path) and not os.listdir(path) and is_main_process():
+                os.rmdir(path)
+
+
+def _lock_run_dir(run_dir: str) -> RunLock | None:
+    """Process 0 locks the run folder; every process learns whether it succeeded."""
+    lock, error = None, None
+    if is_main_process():
+        try:
+            lock = RunLock(run_dir).acquire()
+        except BirdieError as e:
+            error = e
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils  # noqa: PLC0415
+
+        ok = bool(multihost_utils.broadcast_one_to_all(np.int32(error is None)))
+        if not ok and error is None:
+            error = BirdieError(f"run folder {run_dir} is locked by another run (reported by process 0)")
+    if error is not None:
+        raise error
+    return lock
+
+
+def _train(cfg: Config, *, resume: bool, stop_after: int | None, quiet: bool, allow_config_change: bool) -> TrainResult:
     if cfg.init_from:
         cfg = adopt_source_model(cfg)
     tcfg = cfg.train
@@ -105,7 +148,7 @@ def train(cfg: Config, *, resume: bool = False, stop_after: int | None = None, q
     recall = RecallEvaluation(cfg, tokenizer, val_docs if task is None else None)
 
     checkpointer = Checkpointer(os.path.join(run_dir, "checkpoints"), keep=tcfg.keep_checkpoints)
-    saved_meta = _check_run_dir(checkpointer, cfg, tokenizer, run_dir, resume)
+    saved_meta, resume = _check_run_dir(checkpointer, cfg, tokenizer, run_dir, resume, allow_config_change, quiet)
     mixture = build_mixture(cfg.mixture, tokenizer, seq_len=cfg.data.seq_len)
     controller = None
     if cfg.mixture.name == "birdie" and task is None:
@@ -136,6 +179,12 @@ def train(cfg: Config, *, resume: bool = False, stop_after: int | None = None, q
         state = restored[0] if controller else restored
         if controller:
             controller.load_state_dict(restored[1])
+        if checkpointer.restored_step != saved_meta.get("step"):  # fell back past a step with readable metadata
+            saved_meta = checkpointer.read_meta(checkpointer.restored_step)
+        set_aside = checkpointer.set_aside(checkpointer.restored_step)
+        if set_aside and is_main_process():
+            history.record(run_dir, "fallback", checkpointer.restored_step, damaged_steps_set_aside=set_aside,
+                           moved_to=os.path.join(checkpointer.directory, "damaged"))
         if "mixture" in saved_meta:
             mixture.set_state(saved_meta["mixture"])
     elif cfg.init_from:
@@ -154,8 +203,11 @@ def train(cfg: Config, *, resume: bool = False, stop_after: int | None = None, q
     main = is_main_process()  # only process 0 writes run files, metrics and progress
     if main:
         os.makedirs(run_dir, exist_ok=True)
-        with open(os.path.join(run_dir, "config.yaml"), "w", encoding="utf-8") as f:
-            f.write(config_to_yaml(cfg))
+        kept = history.write_config(run_dir, config_to_yaml(cfg))
+        changes = history.data_changes(saved_meta["config"], cfg.to_dict()) if resume else {}
+        history.record(run_dir, "resume" if resume else "start", start, config_changes={
+            k: list(v) for k, v in changes.items()}, previous_config=kept)
+    guard = NonFiniteGuard(tcfg.on_nonfinite, saved_meta.get("nonfinite_skipped", 0) if resume else 0)
     writer = MetricsWriter(run_dir, tensorboard=tcfg.tensorboard, wandb_project=cfg.name if tcfg.wandb else None,
                            config=cfg.to_dict(), resume_step=start if resume else None, enabled=main)
     validator = Validator(cfg, tokenizer, val_docs, mixture, graphdef, place=lambda b: to_mesh(b, mesh),
@@ -184,7 +236,8 @@ def train(cfg: Config, *, resume: bool = False, stop_after: int | None = None, q
     def flush() -> None:  # log the step whose metrics are still on the device
         nonlocal pending, last_loss
         if pending is not None:
-            last_loss = _log_step(writer, progress, pending[0], to_host(pending[1]), tokens_per_step, tcfg.log_every)
+            last_loss = _log_step(writer, progress, pending[0], to_host(pending[1]), tokens_per_step, tcfg.log_every,
+                                  guard)
             pending = None
 
     timer = {"validation_s": 0.0, "controller_s": 0.0}
@@ -222,7 +275,8 @@ def train(cfg: Config, *, resume: bool = False, stop_after: int | None = None, q
                 progress.restart_clock()
             if (tcfg.checkpoint_every and done % tcfg.checkpoint_every == 0) or done in (tcfg.steps, end):
                 flush()
-                checkpointer.save(done, state, iterator, run_meta(cfg, tokenizer, mixture),
+                checkpointer.save(done, state, iterator, {**run_meta(cfg, tokenizer, mixture),
+                                                          "nonfinite_skipped": guard.skipped},
                                   controller.state_dict() if controller else None)
                 progress.restart_clock()
         flush()
@@ -247,25 +301,44 @@ def train(cfg: Config, *, resume: bool = False, stop_after: int | None = None, q
     return TrainResult(run_dir, int(state["step"]), last_loss, val_loss, state["params"], final)
 
 
-def _check_run_dir(checkpointer: Checkpointer, cfg: Config, tokenizer, run_dir: str, resume: bool) -> dict | None:
-    """Refuses to overwrite a run, or to resume a missing or different one; returns the saved metadata."""
+def _check_run_dir(checkpointer: Checkpointer, cfg: Config, tokenizer, run_dir: str, resume: bool,
+                   allow_config_change: bool = False, quiet: bool = False) -> tuple[dict | None, bool]:
+    """Refuses to overwrite a run, or to resume a different one (another model, or other data
+    settings unless ``allow_config_change``); returns (the saved metadata, whether to resume):
+    a resume with no checkpoint yet starts from step 0."""
     existing = checkpointer.latest_step()
     if existing is not None and not resume:
         raise CheckpointError(f"{run_dir} already holds checkpoints (latest step {existing}); pass --resume to "
                               "continue that run or choose another train.run_dir")
     if not resume:
-        return None
+        return None, False
     if existing is None:
-        raise CheckpointError(f"--resume: no checkpoint in {run_dir}/checkpoints to resume from")
+        if not quiet and is_main_process():
+            print(f"--resume: no checkpoint in {run_dir}/checkpoints yet; starting from step 0", flush=True)
+        return None, False
     saved = checkpointer.read_meta()
     check_compatible(saved, cfg, tokenizer, f"{run_dir}/checkpoints")
-    return saved
+    changes = history.data_changes(saved.get("config", {}), cfg.to_dict())
+    if changes and not allow_config_change:
+        raise CheckpointError(f"--resume with other data settings than the run in {run_dir} "
+                              f"({history.describe_changes(changes)}); pass --allow-config-change to accept them "
+                              "(recorded in history.jsonl) or restore the settings")
+    return saved, True
 
 
 def _training_iterator(cfg: Config, tokenizer, documents, mixture, shard: int, shards: int):
     """This process's batch stream (its rows of each global batch): packed samples of the
     mixture, or continuing streams for TBTT."""
     rows = cfg.data.batch_size // shards
+    if cfg.data.process_split == "rows" and shards > 1:  # pack the global batch, keep this process's rows
+        if cfg.initial_state.kind == "tbtt" or cfg.data.packing == "stream":
+            raise ConfigError("data.process_split=rows is not available with initial_state=tbtt or "
+                              "data.packing=stream")
+        start = shard * rows
+        return iter(make_batch_dataset(documents, tokenizer, seq_len=cfg.data.seq_len, batch_size=cfg.data.batch_size,
+                                       seed=cfg.seed, shuffle=cfg.data.shuffle, num_workers=cfg.data.num_workers,
+                                       sample_transform=mixture).map(
+            lambda batch: {k: v[start:start + rows] for k, v in batch.items()}))
     if cfg.data.packing == "stream":
         if cfg.mixture.name != "clm":
             raise ConfigError(f"data.packing=stream cuts one document stream into next-token rows and needs "
@@ -311,13 +384,15 @@ def to_mesh(batch: dict[str, np.ndarray], mesh) -> dict[str, jax.Array]:
 
 
 def _log_step(writer: MetricsWriter, progress: Progress, step: int, metrics: dict[str, Any],
-              tokens: int, log_every: int) -> float:
+              tokens: int, log_every: int, guard: NonFiniteGuard) -> float:
+    skipped = guard.check(step, metrics)  # raises under train.on_nonfinite=stop
+    if skipped:
+        progress.note(f"step {step}: {skipped} is not finite; batch skipped ({guard.skipped} so far)")
+        writer.write(step, {"nonfinite": skipped, "nonfinite_skipped": guard.skipped})
+        return math.nan
     loss = float(metrics["loss"])
-    if not math.isfinite(loss):
-        raise BirdieError(f"loss became {loss} at step {step}; lower train.learning_rate or check the data "
-                          "(no checkpoint was written for this step)")
     progress.update(step, loss, tokens)
     if step % log_every == 0:
-        scalars = {k: float(v) for k, v in metrics.items() if np.ndim(v) == 0}
+        scalars = {k: float(v) for k, v in metrics.items() if np.ndim(v) == 0 and k != "finite"}
         writer.write(step, scalars | class_metrics(metrics) | {"time": time.time()})
     return loss

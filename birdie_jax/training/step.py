@@ -102,6 +102,10 @@ def train_step_fn(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, sche
     state and the step carries/fits the final states in ``state["extras"]``. With
     ``num_micro > 1`` the gradient is accumulated over that many micro-batches of rows
     (the same update as one full-batch step).
+
+    ``metrics["finite"]`` says whether the loss and the gradient norm were finite; when
+    they were not, the returned state keeps the old parameters, optimizer state and
+    intervention state (only the step counter and the RNG advance).
     """
     lookup = None if class_lookup is None else jnp.asarray(class_lookup, jnp.int32)
     init_cfg = initial_state_cfg or InitialStateConfig()
@@ -123,18 +127,29 @@ def train_step_fn(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, sche
         updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
         params = optax.apply_updates(state["params"], updates)
         final_state = aux.pop("final_state", None)
-        metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads), "lr": schedule(state["step"]), **aux}
-        new_state = {**state, "params": params, "opt_state": opt_state, "step": state["step"] + 1,
-                     "rng": jax.random.key_data(key)}
+        grad_norm = optax.tree.norm(grads)
+        finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+        metrics = {"loss": loss, "grad_norm": grad_norm, "lr": schedule(state["step"]), "finite": finite, **aux}
+        applied = {"params": params, "opt_state": opt_state}
         if extras:
             rows = None
             if init_cfg.kind in QUALIFIED_KINDS:  # never carry or fit a padding or short-document state
                 final_state, rows = real_text_state(graphdef, state["params"], batch, final_state,
                                                     init_cfg.min_carry_fraction)
-            new_state["extras"] = interventions.update_extras(init_cfg, extras, final_state, rows)
+            applied["extras"] = interventions.update_extras(init_cfg, extras, final_state, rows)
+        kept = {k: state[k] for k in applied}
+        new_state = {**state, **keep_if_not_finite(finite, applied, kept), "step": state["step"] + 1,
+                     "rng": jax.random.key_data(key)}
         return new_state, metrics
 
     return train_step
+
+
+def keep_if_not_finite(finite: jax.Array, new: Any, old: Any) -> Any:
+    """``new`` where ``finite`` (a bool[] scalar) holds, else ``old``, leaf by leaf: a step whose
+    loss or gradient norm is not finite leaves parameters and optimizer state untouched
+    (decided on the device, so checking costs no host round trip)."""
+    return jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
 
 
 def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, schedule: optax.Schedule,
