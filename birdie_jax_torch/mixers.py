@@ -134,3 +134,106 @@ class Mamba2(nn.Module):
 
 
 MIXERS = {"gated_ssm": GatedSSM, "hawk": Hawk, "transformer": Attention, "mamba2": Mamba2}
+
+
+def _runs(segment_ids: torch.Tensor) -> torch.Tensor:
+    """int[b t]: index of the maximal stretch of equal segment ids holding each token."""
+    return torch.cumsum(segment_starts(segment_ids).long(), dim=1)
+
+
+def taylor_features(x: torch.Tensor) -> torch.Tensor:
+    """Based's φ(x) = [1, x/f^{1/4}, vec(x⊗x)/(√2·√f)] over the last axis (f wide)."""
+    f = x.shape[-1]
+    outer = (x[..., :, None] * x[..., None, :]).reshape(*x.shape[:-1], f * f)
+    return torch.cat([torch.ones_like(x[..., :1]), x / f**0.25, outer / (2.0**0.5 * f**0.5)], -1)
+
+
+class LinearAttention(nn.Module):
+    """Based (causal Taylor linear attention) or, with encoder projections, JRT-RNN's PLA, whose
+    queries also read every prefix position of their sample (written here in quadratic form)."""
+
+    EPS = 1e-12
+
+    def __init__(self, p: Params, model: dict, bidirectional: bool):
+        super().__init__()
+        self.q_proj, self.k_proj, self.v_proj, self.out_proj = (Dense(p.sub(n)) for n in (
+            "q_proj", "k_proj", "v_proj", "out_proj"))
+        self.prefix = "k_enc_proj.kernel" in p
+        if self.prefix:
+            self.k_enc_proj, self.v_enc_proj = Dense(p.sub("k_enc_proj")), Dense(p.sub("v_enc_proj"))
+        self.heads, self.f, self.p = model["num_heads"], model["la_feature_dim"], model["head_dim"]
+
+    def _heads(self, x, proj, width):
+        return proj(x).reshape(*x.shape[:2], self.heads, width)
+
+    def forward(self, x, segment_ids, prefix_mask):
+        b, t, _ = x.shape
+        valid = segment_ids != 0
+        run = _runs(segment_ids)
+        same_run = run[:, :, None] == run[:, None, :]
+        causal = torch.ones(t, t, dtype=torch.bool).tril()
+        phi_q = taylor_features(self._heads(x, self.q_proj, self.f))
+        phi_k = taylor_features(self._heads(x, self.k_proj, self.f)) * valid[..., None, None]
+        weights = torch.einsum("bihF,bjhF->bhij", phi_q, phi_k) * (same_run & causal)[:, None]
+        num = torch.einsum("bhij,bjhp->bihp", weights, self._heads(x, self.v_proj, self.p))
+        den = weights.sum(-1).transpose(1, 2)  # [b i h]
+        if self.prefix and prefix_mask is not None:
+            encoder = (valid & prefix_mask.bool())[..., None, None]
+            phi_e = taylor_features(self._heads(x, self.k_enc_proj, self.f)) * encoder
+            enc = torch.einsum("bihF,bjhF->bhij", phi_q, phi_e) * same_run[:, None]
+            num = num + torch.einsum("bhij,bjhp->bihp", enc, self._heads(x, self.v_enc_proj, self.p))
+            den = den + enc.sum(-1).transpose(1, 2)
+        y = num / (den + self.EPS)[..., None] * valid[..., None, None]
+        return self.out_proj(y.reshape(b, t, -1))
+
+
+class SlidingWindowAttention(nn.Module):
+    """Causal softmax attention over the ``swa_window`` tokens before each one (and itself), per document."""
+
+    def __init__(self, p: Params, model: dict, bidirectional: bool):
+        super().__init__()
+        self.qkv_proj, self.out_proj = Dense(p.sub("qkv_proj")), Dense(p.sub("out_proj"))
+        self.heads, self.head_dim, self.base = model["num_heads"], model["head_dim"], model["rope_base"]
+        self.window = model["swa_window"]
+
+    def forward(self, x, segment_ids, prefix_mask):
+        b, t, _ = x.shape
+        q, k, v = self.qkv_proj(x).reshape(b, t, 3 * self.heads, self.head_dim).chunk(3, dim=2)
+        positions = positions_from_segments(segment_ids)
+        q, k = rope(q, positions, self.base, 1.0), rope(k, positions, self.base, 1.0)
+        run = _runs(segment_ids)
+        index = torch.arange(t)
+        near = (positions[:, :, None] - positions[:, None, :]) <= self.window
+        own = (run[:, :, None] == run[:, None, :]) & (index[:, None] >= index[None, :]) & near
+        mask = (own & (segment_ids != 0)[:, None, :]) | torch.eye(t, dtype=torch.bool)
+        scores = torch.einsum("bthk,bshk->bhts", q, k) / self.head_dim**0.5
+        weights = torch.softmax(torch.where(mask[:, None], scores, torch.full_like(scores, _MASKED)), dim=-1)
+        return self.out_proj(torch.einsum("bhts,bshk->bthk", weights, v).reshape(b, t, -1))
+
+
+class GatedConv(nn.Module):
+    """Based's gated short convolution: out_proj(SiLU(conv(u1)) ⊙ u2), (u1, u2) = in_proj(x)."""
+
+    def __init__(self, p: Params, model: dict, bidirectional: bool):
+        super().__init__()
+        self.in_proj, self.out_proj = Dense(p.sub("in_proj")), Dense(p.sub("out_proj"))
+        self.conv = CausalConv(p.sub("conv"))
+
+    def forward(self, x, segment_ids, prefix_mask):
+        u1, u2 = self.in_proj(x).chunk(2, dim=-1)
+        return self.out_proj(nn.functional.silu(self.conv(u1, segment_ids)) * u2)
+
+
+class GatedSSMPlus(GatedSSM):
+    """The Gated SSM reading a short causal convolution of its input."""
+
+    def __init__(self, p: Params, model: dict, bidirectional: bool):
+        super().__init__(p, model, bidirectional)
+        self.conv = CausalConv(p.sub("conv"))
+
+    def forward(self, x, segment_ids, prefix_mask):
+        return super().forward(self.conv(x, segment_ids), segment_ids, prefix_mask)
+
+
+MIXERS.update({"based": LinearAttention, "pla": LinearAttention, "swa": SlidingWindowAttention,
+               "gated_conv": GatedConv, "gated_ssm_plus": GatedSSMPlus})

@@ -74,8 +74,8 @@ def test_cli_import_then_export_gives_a_loadable_run(tmp_path, capsys):
     run = load_checkpoint(str(tmp_path / "run"))
     assert run.config.model == model.cfg and run.step == 0
     _assert_identical(_params(model), _params(run.model))
-    assert main(["export", "--checkpoint", str(tmp_path / "run"), "--out", str(tmp_path / "again")]) == 0
-    _assert_identical(_params(model), read_folder(str(tmp_path / "again")).tensors)
+    assert main(["export", "--checkpoint", str(tmp_path / "run"), "--out", str(tmp_path / "exports" / "again")]) == 0
+    _assert_identical(_params(model), read_folder(str(tmp_path / "exports" / "again")).tensors)
     assert "wrote" in capsys.readouterr().out
 
 
@@ -106,9 +106,9 @@ def test_export_errors_write_nothing(capsys, tmp_path, saved_runs):
                      "--out", str(tmp_path / "hf"))
     assert "model.bidirectional='alternate' has no Hugging Face equivalent" in err
     err = _cli_error(capsys, "export", "--checkpoint", saved_runs["gated_ssm"], "--format", "hf",
-                     "--out", str(tmp_path / "hf"))
+                     "--out", str(tmp_path / "new" / "hf"))
     assert "gated_ssm has no Hugging Face equivalent" in err
-    assert _nothing_written(tmp_path, "hf")
+    assert _nothing_written(tmp_path, "hf") and _nothing_written(tmp_path, "new")
     (tmp_path / "taken").mkdir()
     err = _cli_error(capsys, "export", "--checkpoint", saved_runs["gated_ssm"], "--out", str(tmp_path / "taken"))
     assert "already exists" in err

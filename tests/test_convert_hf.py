@@ -125,6 +125,13 @@ def _hf_models():
     return {"recurrent_gemma": transformers.RecurrentGemmaForCausalLM(rg), "mamba2": transformers.Mamba2ForCausalLM(mamba)}
 
 
+def _word_level_tokenizer(size: int):
+    tokenizers = pytest.importorskip("tokenizers", reason="the test extra installs tokenizers")
+    tok = tokenizers.Tokenizer(tokenizers.models.WordLevel({f"w{i}": i for i in range(size)}, unk_token="w0"))
+    tok.pre_tokenizer = tokenizers.pre_tokenizers.Whitespace()
+    return tok
+
+
 @pytest.fixture(scope="module")
 def imported(tmp_path_factory):
     """kind → (HF model built and saved here with random weights, the run folder imported from it)."""
@@ -134,6 +141,8 @@ def imported(tmp_path_factory):
     for i, (kind, hf) in enumerate(_hf_models().items()):
         _randomise_hf(hf.eval(), i + 1)
         hf.save_pretrained(root / kind)
+        if kind == "mamba2":  # a tokenizers JSON of exactly the model's vocabulary travels along
+            _word_level_tokenizer(hf.config.vocab_size).save(str(root / kind / "tokenizer.json"))
         out[kind] = (hf, import_checkpoint(str(root / kind), str(root / f"{kind}_run")))
     return out
 
@@ -143,7 +152,12 @@ def test_models_built_by_transformers_import_with_the_same_logits(imported, kind
     hf, run_dir = imported[kind]
     run = load_checkpoint(run_dir)
     vocab = hf.config.vocab_size
-    assert run.model.cfg.vocab_size == max(vocab, BYTES.vocab_size)  # grown for the reserved special ids
+    # The run's tokenizer: bytes (384 ids), or the folder's tokenizer.json (300 + specials → 512).
+    expected = {"recurrent_gemma": ("byte", 384), "mamba2": ("hf:tokenizer.json", 512)}[kind]
+    assert (run.tokenizer.name, run.tokenizer.vocab_size) == expected
+    assert run.model.cfg.vocab_size == max(vocab, expected[1])  # grown (zero rows) for the reserved special ids
+    if kind == "mamba2":
+        assert run.tokenizer.encode("w7 w299").tolist() == [7, 299] and os.path.isfile(f"{run_dir}/tokenizer.json")
     tokens, mask = _batch(vocab, seed=2)
     _assert_close_on_tokens(_ours(run.model, tokens, mask), _hf_logits(hf, tokens, mask), mask)
 

@@ -1,6 +1,6 @@
 """birdie_jax_torch: PyTorch modules loaded from a safetensors export compute our logits (fp32,
-1e-4) on packed rows with padding and prefix masks, bidirectional layers included, generate the
-same greedy prefix-LM continuations, and never import JAX."""
+1e-4) on packed rows with padding and prefix masks — bidirectional layers and the JRT-RNN / Based
+hybrid included — generate the same greedy prefix-LM continuations, and never import JAX."""
 
 import ast
 import os
@@ -28,7 +28,9 @@ SEGMENTS = np.array([[1] * 5 + [2] * 6 + [3] * 2 + [0] * 3, [1] * 16])
 PREFIX = np.array([[1, 1, 0, 0, 0] + [1, 1, 1, 0, 0, 0] + [0, 0] + [0] * 3, [1] * 7 + [0] * 9], bool)
 # Bidirectional settings cover causal layers too ("alternate": odd layers are causal).
 SETTINGS = [("gated_ssm", "alternate"), ("hawk", "all"), ("transformer", "alternate"), ("mamba2", "none"),
-            ("hawk_recurrentgemma", "alternate")]
+            ("hawk_recurrentgemma", "alternate"), ("jrt_hybrid", "none")]
+# JRT-RNN / Based layers (issue 11) with every other hybrid mixer, a SwiGLU MLP and a short window.
+JRT_LAYERS = ("gated_conv+mlp", "pla+mlp", "swa+mlp", "based", "gated_ssm_plus+mlp")
 
 
 def _model(arch: str, bidirectional: str) -> LanguageModel:
@@ -36,6 +38,10 @@ def _model(arch: str, bidirectional: str) -> LanguageModel:
         cfg = tiny_model_config("hawk", vocab_size=384, bidirectional=bidirectional, rglru_heads=3, linear_bias=True,
                                 rglru_reset_multiplier=True, logit_soft_cap=5.0, embed_scale="sqrt_d_bf16")
         return LanguageModel(cfg, rngs=nnx.Rngs(params=7))
+    if arch == "jrt_hybrid":
+        cfg = tiny_model_config("hybrid", vocab_size=384, layers=JRT_LAYERS, n_layers=5, mlp="swiglu", la_feature_dim=4,
+                                swa_window=3, embed_scale=False, norm_eps=1e-5)
+        return LanguageModel(cfg, rngs=nnx.Rngs(params=2))
     return tiny_lm(arch, bidirectional)
 
 
@@ -61,7 +67,8 @@ def test_torch_logits_match_on_packed_prefix_rows(pairs, arch, bidirectional):
     assert np.abs(ours - theirs)[SEGMENTS > 0].max() < TOL
 
 
-@pytest.mark.parametrize("arch, bidirectional", [("hawk", "all"), ("transformer", "alternate")])
+@pytest.mark.parametrize("arch, bidirectional", [("hawk", "all"), ("transformer", "alternate"),
+                                                 ("jrt_hybrid", "none")])
 def test_prefix_lm_greedy_generation_is_identical(pairs, arch, bidirectional):
     model, torch_model = pairs[arch, bidirectional]
     prompt = np.frombuffer(b"Birds sing", np.uint8).astype(np.int32)

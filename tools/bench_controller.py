@@ -165,7 +165,7 @@ def main(argv=None) -> int:
         measured = bench_config("default", args.repeats, [])
         print(json.dumps(measured), flush=True)
         step_ms, step_source = float(measured["step_ms"]), "measured in this run (bench_train.bench_config)"
-    paper = ControllerConfig(critic_width=256, critic_state=512, critic_steps=200)
+    paper = ControllerConfig(critic_width=256, critic_state=512, critic_steps=200, num_candidates=2048)
     rows = []
     configs = {"paper constants (configs/*_paper.yaml)": paper,
                "default run (configs/default.yaml controller:, sized to the run)": sized_to_run(

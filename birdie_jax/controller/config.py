@@ -32,7 +32,8 @@ class ControllerConfig:
       cyclic_lr_min, cyclic_half_period: see ``cyclic_lr``.
       input_noise: multiplicative input noise ×U(1−ε, 1+ε) on the critic's inputs during
         training (0 disables, the default; the spec's optional value is 0.02).
-      num_candidates: K candidate actions per update; a multiple of 1 + len(pareto_shapes):
+      num_candidates: K candidate actions per update; None (the default): sized to the run
+        (the paper's 2048 for a 32,000-step run, at least 256). A multiple of 1 + len(pareto_shapes):
         K/4 uniform-normalised and K/4 per Pareto shape by default.
       pareto_shapes: Pareto shape α of each Pareto candidate group.
       top_k: the action is the renormalised mean of the best ``top_k`` candidates.
@@ -70,7 +71,7 @@ class ControllerConfig:
     cyclic_lr_min: float = 5e-7
     cyclic_half_period: int = 100
     input_noise: float = 0.0
-    num_candidates: int = 2048
+    num_candidates: int | None = None
     pareto_shapes: tuple[float, ...] = (3.0, 2.0, 1.0)
     top_k: int = 8
     history_capacity: int | None = None
@@ -105,12 +106,12 @@ class ControllerConfig:
         if not 0.0 <= self.input_noise < 1.0:
             raise ConfigError(f"controller.input_noise must be in [0, 1), got {self.input_noise}")
         groups = 1 + len(self.pareto_shapes)
-        if self.num_candidates % groups:
+        if self.num_candidates is not None and self.num_candidates % groups:
             raise ConfigError(f"controller.num_candidates must be a multiple of {groups} "
                               f"(uniform + {len(self.pareto_shapes)} Pareto groups), got {self.num_candidates}")
         if any(a <= 0 for a in self.pareto_shapes):
             raise ConfigError(f"controller.pareto_shapes must be > 0, got {self.pareto_shapes}")
-        if self.top_k > self.num_candidates:
+        if self.num_candidates is not None and self.top_k > self.num_candidates:
             raise ConfigError(f"controller.top_k ({self.top_k}) exceeds num_candidates ({self.num_candidates})")
         f1, f2, f3 = self.explore_fractions
         if not 0.0 <= f1 <= f2 < f3:

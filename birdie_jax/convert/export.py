@@ -28,7 +28,7 @@ def hf_converter(cfg: ModelConfig):
     converter = HF_CONVERTERS.get(cfg.architecture)
     if converter is None:
         raise CheckpointError(f"{cfg.architecture} has no Hugging Face equivalent; export it with --format "
-                              "safetensors and load it with birdie_jax.torch")
+                              "safetensors and load it with birdie_jax_torch")
     problems = converter.export_problems(cfg)
     if problems:
         raise CheckpointError(f"this {cfg.architecture} model does not convert exactly to {converter.ARCHITECTURE}: "

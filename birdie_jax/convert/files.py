@@ -79,23 +79,35 @@ def write_json(path: str, value: Mapping) -> None:
 
 
 def check_output_folder(out: str) -> None:
-    """Refuses an output path that exists (never overwrites) or whose parent is missing."""
+    """Refuses an output path that exists (never overwrites) or sits below a file."""
     if os.path.exists(out):
         raise CheckpointError(f"output {out} already exists; give a new folder")
     parent = os.path.dirname(os.path.abspath(out))
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
     if not os.path.isdir(parent):
-        raise CheckpointError(f"the folder {parent} that should hold {out} does not exist")
+        raise CheckpointError(f"output {out} lies below {parent}, which is a file")
 
 
 @contextlib.contextmanager
 def output_folder(out: str) -> Iterator[str]:
-    """A temporary sibling folder renamed to ``out`` when the block succeeds, removed when it fails."""
+    """A temporary sibling folder renamed to ``out`` when the block succeeds; on failure it and
+    any parent folders made for it are removed."""
     check_output_folder(out)
     out = os.path.abspath(out)
+    made = []
+    parent = os.path.dirname(out)
+    while not os.path.exists(parent):
+        made.append(parent)
+        parent = os.path.dirname(parent)
+    os.makedirs(os.path.dirname(out), exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(out)}.", suffix=".partial", dir=os.path.dirname(out))
     try:
         yield tmp
         os.rename(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        for folder in made:  # innermost first
+            with contextlib.suppress(OSError):
+                os.rmdir(folder)
         raise

@@ -38,7 +38,7 @@ def export_problems(cfg: ModelConfig) -> list[str]:
     problems = []
     if cfg.bidirectional != "none":
         problems.append(f"model.bidirectional={cfg.bidirectional!r} has no Hugging Face equivalent "
-                        "(use --format safetensors and birdie_jax.torch)")
+                        "(use --format safetensors and birdie_jax_torch)")
     if cfg.rglru_c != RGLRU_C:
         problems.append(f"model.rglru_c={cfg.rglru_c} (RecurrentGemma: {RGLRU_C})")
     if not cfg.rglru_reset_multiplier:
