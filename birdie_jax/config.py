@@ -615,7 +615,9 @@ class Config:
     eval: EvalConfig = EvalConfig()
 
     def __post_init__(self):
-        """Checks that span sections (JRT-RNN: prefix layers, the jrt mixture, the row length)."""
+        """Checks of single fields that need the whole config, and checks that span sections
+        (JRT-RNN: prefix layers, the jrt mixture, the row length)."""
+        _check_path("init_from", self.init_from)
         pla = [i for i in range(self.model.n_layers) if self.model.layer_mixer(i) == "pla"]
         if pla and self.mixture.name == "clm":
             raise ConfigError(f"model.layers puts prefix linear attention (pla) at layers {pla}, but mixture=clm "
@@ -629,9 +631,6 @@ class Config:
             if self.train.grad_accum > 1:
                 raise ConfigError("mixture=jrt averages its NTP and MLM terms over the whole batch; train.grad_accum "
                                   f"must be 1 with it (got {self.train.grad_accum})")
-
-    def __post_init__(self):
-        _check_path("init_from", self.init_from)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -28,8 +28,10 @@ def tiny_model_config(architecture: str, **overrides) -> ModelConfig:
     """A tiny config of one architecture or of a named hybrid pattern (``HYBRIDS``)."""
     if architecture in HYBRIDS:
         layers = HYBRIDS[architecture]
+        # The quadratic linear-attention form: no scans to compile per shape in eager calls (the
+        # chunked default equals it, tests/test_linear_attention.py; trained with it in test_jrt).
         overrides = {"n_layers": max(len(layers), 2), "layers": layers, "la_feature_dim": 4, "swa_window": 3,
-                     "mlp": "swiglu", **overrides}
+                     "mlp": "swiglu", "la_implementation": "quadratic", **overrides}
         architecture = "hybrid"
     return ModelConfig(architecture=architecture, **{**TINY, **overrides})
 
