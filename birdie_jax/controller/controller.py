@@ -194,6 +194,9 @@ class BirdieController:
         def compile_update():
             tick = time.perf_counter()
             try:
+                # The host-side JAX calls of observe (reward, key split) compile on first use too.
+                reward(np.ones((self.num_arms,), np.float32), np.ones((self.num_arms,), np.float32))
+                jax.random.key_data(jax.random.split(jax.random.wrap_key_data(self._key))[0])
                 self._compiled = controller_update.lower(*args, cfg=self.config).compile()
             except Exception:  # noqa: BLE001 — the update then compiles (and reports) in the foreground
                 self._compiled = None
