@@ -202,7 +202,8 @@ class BirdieController:
                 self._compiled = None
             self.background_compile_s = time.perf_counter() - tick
 
-        self._compile_thread = threading.Thread(target=compile_update, name="birdie-controller-compile", daemon=True)
+        self._compile_thread = threading.Thread(target=compile_update, name="birdie-controller-compile",
+                                               daemon=False)  # never killed mid-compile at exit (aborts)
         self._compile_thread.start()
 
     def _update_args(self, key_data, explore_prob: float, current_loss: np.ndarray) -> tuple:
