@@ -337,11 +337,12 @@ class DataConfig:
         own slice of the documents and packs only its rows: the least work) or ``rows``
         (each packs the whole global batch and keeps its rows: the same batches whatever
         the number of processes, at that many times the data-pipeline work).
-      mix: ``corpus: mix``: source name (``builtin``, ``phonebook``, ``qa``) -> share of the
+      mix: ``corpus: mix``: source name (``builtin``, ``phonebook``, ``qa``, ``kv``) -> share of the
         corpus's characters (normalised; None: builtin 0.6, phonebook 0.2, qa 0.2). See
         :mod:`birdie_jax.data.mix`.
       mix_phonebook_entries, mix_phonebook_queries: ``corpus: mix``: entries per phonebook
         document and names asked [min, max]; mix_qa_length: characters of text per QA passage.
+      mix_kv_length: ``corpus: mix``: characters of text around the attributes of a key–value document.
     """
 
     corpus: str = "builtin"
@@ -367,6 +368,7 @@ class DataConfig:
     mix_phonebook_entries: tuple[int, int] = (4, 8)
     mix_phonebook_queries: tuple[int, int] = (1, 4)
     mix_qa_length: int = 160
+    mix_kv_length: int = 160
 
     def __post_init__(self):
         _check_choice("data.process_split", self.process_split, ("documents", "rows"))
@@ -395,6 +397,7 @@ class DataConfig:
             raise ConfigError(f"data.mix_phonebook_queries {list(self.mix_phonebook_queries)} asks more names than "
                               f"the smallest book holds (data.mix_phonebook_entries {list(self.mix_phonebook_entries)})")
         _check_positive("data.mix_qa_length", self.mix_qa_length)
+        _check_positive("data.mix_kv_length", self.mix_kv_length)
 
 
 NONFINITE_POLICIES = ("stop", "skip")

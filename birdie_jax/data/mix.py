@@ -9,7 +9,10 @@ this corpus puts the built-in text beside generated recall documents, so that ev
   with ``data.mix_phonebook_entries`` entries and ``data.mix_phonebook_queries`` names asked,
   then a space and the answer (the numbers in query order);
 * ``qa``: a SQuAD-style passage of about ``data.mix_qa_length`` characters of built-in text with
-  one generated fact inserted (:mod:`birdie_jax.evals.squad`), the question, a space and the answer.
+  one generated fact inserted (:mod:`birdie_jax.evals.squad`), the question, a space and the answer;
+* ``kv``: an FDA/SWDE-like key–value document of the JRT-Prompt evaluation (:mod:`birdie_jax.evals.jrt`):
+  an entity's attributes among about ``data.mix_kv_length`` characters of built-in text, its default
+  prompt ``{doc}. {Key}:``, a space and the value.
 
 A recall document is the evaluation's prompt followed by a space and the answer, the layout an
 evaluation reads (generation stops at the first newline). The names, numbers and facts come
@@ -33,11 +36,11 @@ import numpy as np
 from birdie_jax.errors import ConfigError
 
 MIX = "mix"
-MIX_SOURCES = ("builtin", "phonebook", "qa")
+MIX_SOURCES = ("builtin", "phonebook", "qa", "kv")
 DEFAULT_MIX = {"builtin": 0.6, "phonebook": 0.2, "qa": 0.2}
 # Seeds of the generated sources: [tag, i] for document i; the evaluations draw with
 # default_rng([seed, k or length, i]) from small seeds, so these tags keep the two apart.
-_SEED_TAGS = {"builtin": 0xB1D1E_0, "phonebook": 0xB1D1E_1, "qa": 0xB1D1E_2}
+_SEED_TAGS = {"builtin": 0xB1D1E_0, "phonebook": 0xB1D1E_1, "qa": 0xB1D1E_2, "kv": 0xB1D1E_3}
 
 
 def check_mix(weights: Mapping[str, float] | None) -> dict[str, float]:
@@ -75,6 +78,16 @@ def qa_document(rng: np.random.Generator, text: list[str], length: int) -> str:
     return f"{example.prompt} {example.answers[0]}"
 
 
+def kv_document(rng: np.random.Generator, text: list[str], length: int) -> str:
+    """One key–value evaluation prompt of the JRT-Prompt harness (``{doc}. {Key}:``, the doc holding
+    an entity's attributes among about ``length`` characters of ``text``), a space, and the value."""
+    from birdie_jax.evals.jrt import kv_document as kv_triple  # noqa: PLC0415
+    from birdie_jax.prompts import jrt_prompt  # noqa: PLC0415
+
+    doc, key, value = kv_triple(rng, text, length)
+    return f"{jrt_prompt('kv', context=doc, question=key, repeat=False)} {value}"
+
+
 def _fill(make: Callable[[np.random.Generator], str], tag: int, chars: float) -> list[str]:
     """Documents ``make(default_rng([tag, i]))`` for i = 0, 1, … until they hold ``chars`` characters."""
     docs, size = [], 0
@@ -97,7 +110,7 @@ def _subsample(text: list[str], chars: float) -> list[str]:
 
 def mix_documents(data) -> list[str]:
     """The documents of ``data.corpus: mix`` for a :class:`~birdie_jax.config.DataConfig`: each
-    source's documents in turn (builtin, phonebook, qa), each source at its share of characters."""
+    source's documents in turn (builtin, phonebook, qa, kv), each source at its share of characters."""
     from birdie_jax.data.corpus import builtin_documents  # noqa: PLC0415
 
     shares = check_mix(data.mix)
@@ -106,6 +119,7 @@ def mix_documents(data) -> list[str]:
     makers = {
         "phonebook": lambda rng: phonebook_document(rng, data.mix_phonebook_entries, data.mix_phonebook_queries),
         "qa": lambda rng: qa_document(rng, text, data.mix_qa_length),
+        "kv": lambda rng: kv_document(rng, text, data.mix_kv_length),
     }
     docs = []
     for name in MIX_SOURCES:
