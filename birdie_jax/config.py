@@ -37,6 +37,9 @@ INIT_SCHEMES = ("fan_in", "normal")
 DTYPES = ("float32", "bfloat16")
 BIDIRECTIONAL = ("none", "alternate", "all")
 EMBED_SCALES = ("sqrt_d", "sqrt_d_bf16", "none")
+#: Fields whose string "none" is one of their choices, not YAML's null (a saved config must reload as written:
+#: ``model.embed_scale: none`` read back as null would become the architecture default).
+NONE_IS_A_CHOICE = frozenset({"model.embed_scale"})
 
 
 def _check_choice(field: str, value: Any, choices: Sequence[str]) -> None:
@@ -678,7 +681,8 @@ def _coerce(field: str, value: Any, annotation: Any) -> Any:
         options = typing.get_args(annotation)
         if value is None and type(None) in options:
             return None
-        if isinstance(value, str) and value.lower() in ("none", "null") and type(None) in options:
+        if (isinstance(value, str) and value.lower() in ("none", "null") and type(None) in options
+                and field not in NONE_IS_A_CHOICE):
             return None
         errors = []
         for option in options:
