@@ -70,6 +70,13 @@ def test_script_runs_resumes_and_rewrites_only_its_section(tmp_path):
     (out / "pla_mqar.png").unlink()
     assert script.main(["--markdown-only", "--out", str(out), "--page", str(page)]) == 0
     assert (out / "pla_mqar.png").exists() and page.read_text().count("<!-- repro_pla_mqar:start -->") == 1
+    assert "Partial" not in page.read_text()
+
+    stopped = json.loads((out / "pla_mqar.json").read_text())  # as left by a run stopped after 2 of 3 runs
+    stopped["runs_planned"] = 3
+    (out / "pla_mqar.json").write_text(json.dumps(stopped))
+    assert script.main(["--markdown-only", "--out", str(out), "--page", str(page)]) == 0
+    assert "Partial: 2 of 3 runs" in page.read_text()
 
 
 def test_script_rejects_a_malformed_setting(capsys):

@@ -181,6 +181,20 @@ def plot(summary: list[dict], path: str) -> None:
     plt.close(fig)
 
 
+def make_payload(argv: list[str], args, rows: list[dict], trained: int, start: float, total: int) -> dict:
+    """The summary JSON: settings, machine, wall time and load, the per-setting table and every run."""
+    summary = summarize(rows)
+    return {"command": command_line(argv), "settings": {**run_settings(args), "seeds": args.seeds,
+                                                        "models": args.models, "widths": args.widths,
+                                                        "mqar_settings": [list(s) for s in args.settings]},
+            "machine": {"jax": jax.__version__, "backend": jax.default_backend(), "cpu_count": os.cpu_count(),
+                        "platform": platform.platform()},
+            "wall_s": round(time.time() - start, 1), "runs_planned": total, "runs_trained": trained,
+            "runs_reused": len(rows) - trained,
+            "load_average": {"min": min(LOADS), "max": max(LOADS), "mean": float(np.mean(LOADS))},
+            "summary": summary, "pla_vs_based": pla_vs_based(summary), "runs": rows}
+
+
 def command_line(argv: list[str]) -> str:
     return " ".join(["python", "tools/repro_pla_mqar.py", *argv])
 
@@ -211,11 +225,13 @@ def markdown(payload: dict, png_name: str) -> str:
         payload["command"],
         "```",
         "",
+        partial(payload) +
         f"Wall time {payload['wall_s'] / 60:.1f} min on {payload['machine']['cpu_count']} CPU cores "
         f"({payload['runs_trained']} runs trained, {payload['runs_reused']} reused); 1-minute load average "
         f"{payload['load_average']['min']:.1f}–{payload['load_average']['max']:.1f} "
-        f"(mean {payload['load_average']['mean']:.1f}): the machine was shared with other engineers' jobs, so "
-        "times are inflated.",
+        f"(mean {payload['load_average']['mean']:.1f}); the runs' own train + eval times add up to "
+        f"{sum(r['train_s'] + r['eval_s'] for r in payload['runs']) / 60:.1f} min. The machine was shared with "
+        "other engineers' jobs, so times are inflated.",
         "",
         f"![accuracy vs state size]({PREFIX_DIR}/{png_name})",
         "",
@@ -252,6 +268,11 @@ def markdown(payload: dict, png_name: str) -> str:
 
 
 PREFIX_DIR = "reproductions"
+
+
+def partial(payload: dict) -> str:
+    done, planned = len(payload["runs"]), payload["runs_planned"]
+    return "" if done == planned else f"**Partial: {done} of {planned} runs finished (the run was stopped).** "
 
 
 def reading(payload: dict) -> str:
@@ -316,6 +337,7 @@ def main(argv: list[str] | None = None) -> int:
 
     start = time.time()
     rows, trained = [], 0
+    total = len(args.settings) * len(args.widths) * len(args.models) * len(args.seeds)
     for seq_len, num_pairs in args.settings:
         for width in args.widths:
             for model in args.models:
@@ -335,17 +357,11 @@ def main(argv: list[str] | None = None) -> int:
                     rows.append(row)
                     log(f"{name}: accuracy {row['accuracy']:.3f}, state {row['state_floats']:,} floats "
                         f"({'trained' if fresh else 'reused'}, {row['train_s']} s)")
-    summary = summarize(rows)
-    payload = {"command": command_line(argv), "settings": {**run_settings(args), "seeds": args.seeds,
-                                                          "models": args.models, "widths": args.widths,
-                                                          "mqar_settings": [list(s) for s in args.settings]},
-               "machine": {"jax": jax.__version__, "backend": jax.default_backend(), "cpu_count": os.cpu_count(),
-                           "platform": platform.platform()},
-               "wall_s": round(time.time() - start, 1), "runs_trained": trained, "runs_reused": len(rows) - trained,
-               "load_average": {"min": min(LOADS), "max": max(LOADS), "mean": float(np.mean(LOADS))},
-               "summary": summary, "pla_vs_based": pla_vs_based(summary), "runs": rows}
+                    # the summary so far after every run: `--markdown-only` renders a stopped run as partial
+                    write_json(summary_path, make_payload(argv, args, rows, trained, start, total))
+    payload = make_payload(argv, args, rows, trained, start, total)
     write_json(summary_path, payload)
-    plot(summary, png_path)
+    plot(payload["summary"], png_path)
     write_section("repro_pla_mqar", markdown(payload, os.path.basename(png_path)), args.page)
     log(f"wrote {summary_path}, {png_path} and the repro_pla_mqar section of {args.page}")
     return 0
