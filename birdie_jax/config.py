@@ -37,6 +37,9 @@ INIT_SCHEMES = ("fan_in", "normal")
 DTYPES = ("float32", "bfloat16")
 BIDIRECTIONAL = ("none", "alternate", "all")
 EMBED_SCALES = ("sqrt_d", "sqrt_d_bf16", "none")
+#: Fields whose string "none" is one of their choices, not YAML's null (a saved config must reload as written:
+#: ``model.embed_scale: none`` read back as null would become the architecture default).
+NONE_IS_A_CHOICE = frozenset({"model.embed_scale"})
 
 
 def _check_choice(field: str, value: Any, choices: Sequence[str]) -> None:
@@ -349,6 +352,7 @@ class DataConfig:
 
     Attributes:
       corpus: ``builtin`` (Python's pydoc topics, no download), a text/JSONL file or a folder,
+        ``mix`` (built-in text and generated recall documents, ``data.mix``), ``markov``,
         or a generated recall task: ``mqar``, ``phonebook``, ``set_disjointness`` (sizes in
         the ``generated`` section; loss only where the task puts labels).
       format: ``auto``, ``text``, ``jsonl``, ``dir``, or ``pairs``: prompt/answer pairs (a JSONL
@@ -372,6 +376,12 @@ class DataConfig:
         own slice of the documents and packs only its rows: the least work) or ``rows``
         (each packs the whole global batch and keeps its rows: the same batches whatever
         the number of processes, at that many times the data-pipeline work).
+      mix: ``corpus: mix``: source name (``builtin``, ``phonebook``, ``qa``, ``kv``) -> share of the
+        corpus's characters (normalised; None: builtin 0.6, phonebook 0.2, qa 0.2). See
+        :mod:`birdie_jax.data.mix`.
+      mix_phonebook_entries, mix_phonebook_queries: ``corpus: mix``: entries per phonebook
+        document and names asked [min, max]; mix_qa_length: characters of text per QA passage.
+      mix_kv_length: ``corpus: mix``: characters of text around the attributes of a key–value document.
     """
 
     corpus: str = "builtin"
@@ -393,9 +403,15 @@ class DataConfig:
     markov_doc_len: int = 4096
     markov_seed: int = 0
     process_split: str = "documents"
+    mix: dict[str, float] | None = None
+    mix_phonebook_entries: tuple[int, int] = (4, 8)
+    mix_phonebook_queries: tuple[int, int] = (1, 4)
+    mix_qa_length: int = 160
+    mix_kv_length: int = 160
 
     def __post_init__(self):
         _check_choice("data.process_split", self.process_split, ("documents", "rows"))
+        self._check_mix()
         _check_choice("data.format", self.format, ("auto", "text", "jsonl", "dir", "pairs"))
         _check_choice("data.packing", self.packing, PACKINGS)
         for name in ("corpus", "tokenizer", "text_field"):
@@ -406,6 +422,21 @@ class DataConfig:
             raise ConfigError(f"data.validation_fraction must be in [0, 1), got {self.validation_fraction}")
         if self.num_workers < 0:
             raise ConfigError(f"data.num_workers must be >= 0, got {self.num_workers}")
+
+    def _check_mix(self):
+        """The ``corpus: mix`` fields (checked whatever the corpus, so a typo never waits)."""
+        from birdie_jax.data.mix import check_mix  # noqa: PLC0415
+
+        check_mix(self.mix)
+        for name in ("mix_phonebook_entries", "mix_phonebook_queries"):
+            lo, hi = getattr(self, name)
+            if not 1 <= lo <= hi:
+                raise ConfigError(f"data.{name} must be [min, max] with 1 <= min <= max, got {[lo, hi]}")
+        if self.mix_phonebook_queries[0] > self.mix_phonebook_entries[0]:
+            raise ConfigError(f"data.mix_phonebook_queries {list(self.mix_phonebook_queries)} asks more names than "
+                              f"the smallest book holds (data.mix_phonebook_entries {list(self.mix_phonebook_entries)})")
+        _check_positive("data.mix_qa_length", self.mix_qa_length)
+        _check_positive("data.mix_kv_length", self.mix_kv_length)
 
 
 NONFINITE_POLICIES = ("stop", "skip")
@@ -686,7 +717,8 @@ def _coerce(field: str, value: Any, annotation: Any) -> Any:
         options = typing.get_args(annotation)
         if value is None and type(None) in options:
             return None
-        if isinstance(value, str) and value.lower() in ("none", "null") and type(None) in options:
+        if (isinstance(value, str) and value.lower() in ("none", "null") and type(None) in options
+                and field not in NONE_IS_A_CHOICE):
             return None
         errors = []
         for option in options:
@@ -696,7 +728,7 @@ def _coerce(field: str, value: Any, annotation: Any) -> Any:
                 return _coerce(field, value, option)
             except ConfigError as e:
                 errors.append(str(e))
-        raise errors[0] if len(errors) == 1 else ConfigError(f"{field}: {value!r} matches none of {annotation}")
+        raise ConfigError(errors[0]) if len(errors) == 1 else ConfigError(f"{field}: {value!r} matches none of {annotation}")
     if origin is tuple:
         args = typing.get_args(annotation)
         if not isinstance(value, (list, tuple)):
