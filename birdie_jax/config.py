@@ -136,6 +136,11 @@ class ModelConfig:
         trained at length L reads s·L tokens (set max_len to match), as Birdie extends 2k → 16k.
       ssd_implementation: force an ``ssd`` implementation for ``mamba2`` layers (None: the
         backend's default from its ``DEFAULT_IMPLEMENTATIONS``; ``pallas``: the opt-in kernel).
+      n_kv_heads: ``swa`` only: key/value heads, shared by num_heads / n_kv_heads query heads
+        each (1 = multi-query, as in RecurrentGemma); None: num_heads (one per query head).
+      rotary_fraction: ``swa`` only: RoPE turns the first int(head_dim · fraction) channels of
+        each head (half-split inside them) and leaves the rest (RecurrentGemma: 0.5).
+      attention_out_bias: ``swa`` only: a bias on the output projection (as in RecurrentGemma).
     """
 
     architecture: str = "hawk"
@@ -179,6 +184,9 @@ class ModelConfig:
     max_prefix_len: int = 1024
     rope_scaling: float = 1.0
     ssd_implementation: str | None = None
+    n_kv_heads: int | None = None
+    rotary_fraction: float = 1.0
+    attention_out_bias: bool = False
 
     def __post_init__(self):
         _check_choice("model.architecture", self.architecture, ARCHITECTURES)
@@ -214,6 +222,7 @@ class ModelConfig:
             _check_choice("model.ssd_implementation", self.ssd_implementation, SSD_IMPLEMENTATIONS)
         self._check_layers()
         self._check_conversion_options()
+        self._check_local_attention_options()
 
     def _check_mamba2_heads(self) -> None:
         inner = self.mamba_expand * self.d_model
@@ -286,6 +295,33 @@ class ModelConfig:
         used = [f"model.{k}" for k, v in hawk_only.items() if v]
         if used and not self.uses_mixer("hawk"):
             raise ConfigError(f"{', '.join(used)} only apply to hawk layers; this {self.architecture} model has none")
+
+    def _check_local_attention_options(self) -> None:
+        """The ``swa`` options that RecurrentGemma's local multi-query attention needs."""
+        if self.n_kv_heads is not None:
+            _check_positive("model.n_kv_heads", self.n_kv_heads)
+            if self.num_heads % self.n_kv_heads:
+                raise ConfigError(f"model.n_kv_heads={self.n_kv_heads} must divide model.num_heads={self.num_heads}")
+        if not 0 < self.rotary_fraction <= 1:
+            raise ConfigError(f"model.rotary_fraction must be in (0, 1], got {self.rotary_fraction}")
+        if self.rotary_fraction != 1.0 and (self.rotary_dim == 0 or self.rotary_dim % 2):
+            raise ConfigError(f"model.rotary_fraction={self.rotary_fraction} turns int(head_dim·fraction) = "
+                              f"{self.rotary_dim} channels of model.head_dim={self.head_dim}; it must be even and > 0")
+        swa_only = {"n_kv_heads": self.n_kv_heads is not None, "rotary_fraction": self.rotary_fraction != 1.0,
+                    "attention_out_bias": self.attention_out_bias}
+        used = [f"model.{k}" for k, v in swa_only.items() if v]
+        if used and not self.uses_mixer("swa"):
+            raise ConfigError(f"{', '.join(used)} only apply to swa layers; this {self.architecture} model has none")
+
+    @property
+    def kv_heads(self) -> int:
+        """Key/value heads of ``swa`` layers (``n_kv_heads``, else ``num_heads``)."""
+        return self.num_heads if self.n_kv_heads is None else self.n_kv_heads
+
+    @property
+    def rotary_dim(self) -> int:
+        """Channels of each ``swa`` head that RoPE turns: int(head_dim · rotary_fraction)."""
+        return int(self.head_dim * self.rotary_fraction)
 
     @property
     def embedding_scale(self) -> float | None:
