@@ -40,6 +40,8 @@ EMBED_SCALES = ("sqrt_d", "sqrt_d_bf16", "none")
 #: Fields whose string "none" is one of their choices, not YAML's null (a saved config must reload as written:
 #: ``model.embed_scale: none`` read back as null would become the architecture default).
 NONE_IS_A_CHOICE = frozenset({"model.embed_scale"})
+# model.remat: "none", "full" (save only each layer's inputs) or a jax.checkpoint_policies name.
+REMAT_POLICIES = ("none", "full", "nothing_saveable", "dots_saveable", "dots_with_no_batch_dims_saveable")
 
 
 def _check_choice(field: str, value: Any, choices: Sequence[str]) -> None:
@@ -136,6 +138,20 @@ class ModelConfig:
         trained at length L reads s·L tokens (set max_len to match), as Birdie extends 2k → 16k.
       ssd_implementation: force an ``ssd`` implementation for ``mamba2`` layers (None: the
         backend's default from its ``DEFAULT_IMPLEMENTATIONS``; ``pallas``: the opt-in kernel).
+      n_kv_heads: ``swa`` only: key/value heads, shared by num_heads / n_kv_heads query heads
+        each (1 = multi-query, as in RecurrentGemma); None: num_heads (one per query head).
+      rotary_fraction: ``swa`` only: RoPE turns the first int(head_dim · fraction) channels of
+        each head (half-split inside them) and leaves the rest (RecurrentGemma: 0.5).
+      attention_out_bias: ``swa`` only: a bias on the output projection (as in RecurrentGemma).
+      scan_layers: store the layers' parameters stacked (leading layer axis) and run them with
+        one ``jax.lax.scan``, so compile time stays flat with depth. The scanned unit is the
+        layer pattern's period (mixer, MLP, bidirectional: 1 for a plain model, 2 with
+        ``bidirectional: alternate``); it must divide ``n_layers``. Same values as unrolled
+        layers; parameters are named per layer on export (``blocks.i.``), but checkpoints hold
+        the stacked layout, so a run cannot switch this on resume.
+      remat: rematerialise each layer in the backward pass: ``none``, ``full`` (keep only the
+        layer's input) or a ``jax.checkpoint_policies`` name (``dots_saveable`` keeps matmul
+        outputs; ``dots_with_no_batch_dims_saveable``; ``nothing_saveable``). Same gradients.
     """
 
     architecture: str = "hawk"
@@ -179,6 +195,11 @@ class ModelConfig:
     max_prefix_len: int = 1024
     rope_scaling: float = 1.0
     ssd_implementation: str | None = None
+    n_kv_heads: int | None = None
+    rotary_fraction: float = 1.0
+    attention_out_bias: bool = False
+    scan_layers: bool = False
+    remat: str = "none"
 
     def __post_init__(self):
         _check_choice("model.architecture", self.architecture, ARCHITECTURES)
@@ -214,6 +235,14 @@ class ModelConfig:
             _check_choice("model.ssd_implementation", self.ssd_implementation, SSD_IMPLEMENTATIONS)
         self._check_layers()
         self._check_conversion_options()
+        self._check_local_attention_options()
+        _check_choice("model.remat", self.remat, REMAT_POLICIES)
+        if self.scan_layers and self.n_layers % self.layer_period():
+            kinds = ", ".join(f"{m}{'+mlp' if mlp else ''}{' (bidirectional)' if bi else ''}"
+                              for m, mlp, bi in map(self.layer_kind, range(self.layer_period())))
+            raise ConfigError(f"model.scan_layers=true needs a layer pattern that repeats evenly, but the pattern "
+                              f"[{kinds}] ({self.layer_period()} layers) does not divide model.n_layers="
+                              f"{self.n_layers}; set model.scan_layers=false or make n_layers a multiple")
 
     def _check_mamba2_heads(self) -> None:
         inner = self.mamba_expand * self.d_model
@@ -259,6 +288,17 @@ class ModelConfig:
             return ARCHITECTURE_HAS_MLP[self.architecture]
         return self.layers[index % len(self.layers)].endswith("+mlp")
 
+    def layer_kind(self, index: int) -> tuple[str, bool, bool]:
+        """(mixer, has MLP, bidirectional) of layer ``index``: layers of one kind share a structure."""
+        return self.layer_mixer(index), self.layer_has_mlp(index), self.layer_is_bidirectional(index)
+
+    def layer_period(self) -> int:
+        """The smallest p with layer i of the same kind as layer i − p for every i (``scan_layers``
+        scans groups of p layers); n_layers when the pattern does not repeat."""
+        kinds = [self.layer_kind(i) for i in range(self.n_layers)]
+        return next(p for p in range(1, self.n_layers + 1)
+                    if all(kinds[i] == kinds[i - p] for i in range(p, self.n_layers)))
+
     def uses_mixer(self, name: str) -> bool:
         """Whether any layer's mixer is ``name`` (e.g. ``pla``: the model reads prompts as prefixes)."""
         return any(self.layer_mixer(i) == name for i in range(self.n_layers))
@@ -286,6 +326,33 @@ class ModelConfig:
         used = [f"model.{k}" for k, v in hawk_only.items() if v]
         if used and not self.uses_mixer("hawk"):
             raise ConfigError(f"{', '.join(used)} only apply to hawk layers; this {self.architecture} model has none")
+
+    def _check_local_attention_options(self) -> None:
+        """The ``swa`` options that RecurrentGemma's local multi-query attention needs."""
+        if self.n_kv_heads is not None:
+            _check_positive("model.n_kv_heads", self.n_kv_heads)
+            if self.num_heads % self.n_kv_heads:
+                raise ConfigError(f"model.n_kv_heads={self.n_kv_heads} must divide model.num_heads={self.num_heads}")
+        if not 0 < self.rotary_fraction <= 1:
+            raise ConfigError(f"model.rotary_fraction must be in (0, 1], got {self.rotary_fraction}")
+        if self.rotary_fraction != 1.0 and (self.rotary_dim == 0 or self.rotary_dim % 2):
+            raise ConfigError(f"model.rotary_fraction={self.rotary_fraction} turns int(head_dim·fraction) = "
+                              f"{self.rotary_dim} channels of model.head_dim={self.head_dim}; it must be even and > 0")
+        swa_only = {"n_kv_heads": self.n_kv_heads is not None, "rotary_fraction": self.rotary_fraction != 1.0,
+                    "attention_out_bias": self.attention_out_bias}
+        used = [f"model.{k}" for k, v in swa_only.items() if v]
+        if used and not self.uses_mixer("swa"):
+            raise ConfigError(f"{', '.join(used)} only apply to swa layers; this {self.architecture} model has none")
+
+    @property
+    def kv_heads(self) -> int:
+        """Key/value heads of ``swa`` layers (``n_kv_heads``, else ``num_heads``)."""
+        return self.num_heads if self.n_kv_heads is None else self.n_kv_heads
+
+    @property
+    def rotary_dim(self) -> int:
+        """Channels of each ``swa`` head that RoPE turns: int(head_dim · rotary_fraction)."""
+        return int(self.head_dim * self.rotary_fraction)
 
     @property
     def embedding_scale(self) -> float | None:

@@ -99,18 +99,26 @@ def train_and_evaluate(args, model: str, seed: int) -> dict:
     """Trains one model and scores both prompts on both tasks."""
     run_dir = unit_path(args, model, seed)
     cfg = train_config(args, model, seed, run_dir)
-    tick = time.time()
-    trained = birdie_jax.train(cfg, quiet=True)
-    train_s = time.time() - tick
+    birdie_jax.train(cfg, quiet=True, resume=True)  # a run finished before this result was saved is not redone
+    final_loss, train_s = _training_record(run_dir)
     run = birdie_jax.load_checkpoint(run_dir)
     tick = time.time()
     evaluator = Evaluator(run.model, run.tokenizer, batch_size=args.eval_batch, progress=False)
     result = run_task("jrt", evaluator, documents=held_out_text(run.config), num_examples=args.examples,
                       seed=args.eval_seed, length=args.length)
     return {**unit_settings(args, model, seed), "parameters": birdie_jax.count_parameters(run.model),
-            "state_floats": _state_floats(run.model), "final_loss": float(trained.final_loss),
+            "state_floats": _state_floats(run.model), "final_loss": final_loss,
             "tokens": args.steps * args.batch_size * args.seq_len, "train_seconds": round(train_s, 1),
-            "eval_seconds": round(time.time() - tick, 1), "tasks": result["tasks"]}
+            "eval_seconds": round(time.time() - tick, 1), "tasks": result["tasks"],
+            "sample_outputs": result["examples"]}
+
+
+def _training_record(run_dir: str) -> tuple[float, float]:
+    """(last logged training loss, training wall seconds summed over the run's starts) from its metrics.jsonl."""
+    with open(os.path.join(run_dir, "metrics.jsonl")) as f:
+        records = [json.loads(line) for line in f if line.strip()]
+    loss = [r["loss"] for r in records if "loss" in r][-1]
+    return float(loss), float(sum(r["time/wall_s"] for r in records if "time/wall_s" in r))
 
 
 def _state_floats(model) -> int | None:
@@ -194,15 +202,15 @@ def parse_args(argv=None):
     p.add_argument("--models", nargs="+", default=["hawk", "mamba2", "based", "transformer"],
                    choices=list(LABELS))
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds (each model, each seed)")
-    p.add_argument("--steps", type=int, default=600, help="training steps (every model)")
+    p.add_argument("--steps", type=int, default=500, help="training steps (every model)")
     p.add_argument("--width", type=int, default=128, help="d_model of every model")
     p.add_argument("--layers", type=int, default=3, help="layers of every model")
     p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--seq-len", type=int, default=640, help="training row length (tokens = bytes)")
+    p.add_argument("--seq-len", type=int, default=512, help="training row length (tokens = bytes)")
     p.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (warmup 5 %%, cosine)")
-    p.add_argument("--mix", type=_parse_mix, default={"builtin": 0.4, "qa": 0.3, "kv": 0.3},
+    p.add_argument("--mix", type=_parse_mix, default={"builtin": 0.2, "qa": 0.4, "kv": 0.4},
                    help="training corpus shares of characters (data.mix), NAME=WEIGHT,...")
-    p.add_argument("--length", type=int, default=96,
+    p.add_argument("--length", type=int, default=48,
                    help="tokens of text per passage: training QA/key–value documents and evaluation alike")
     p.add_argument("--examples", type=int, default=48, help="evaluation examples per task")
     p.add_argument("--eval-seed", type=int, default=1, help="seed of the evaluation examples")
@@ -235,6 +243,8 @@ def main(argv=None) -> int:
             path = f"{unit_path(args, model, seed)}.json"
             reused = os.path.exists(path)
             reused_count += reused
+            if not reused:
+                log(f"training and evaluating {LABELS[model]}, seed {seed}")
             unit = cached(path, lambda m=model, s=seed: train_and_evaluate(args, m, s))
             units.append(unit)
             scores = ", ".join(f"{t['task']} {t['default']:.2f} → {t['twice']:.2f}" for t in unit["tasks"])
@@ -283,6 +293,18 @@ def _history_entry(summary: dict) -> dict:
             "wall_seconds": summary["wall_seconds"]}
 
 
+def _sample_outputs(unit: dict) -> list[dict]:
+    """A run's sample outputs; results saved by the first version of this script kept them under
+    ``examples`` (the key of the number of evaluation examples in the settings)."""
+    legacy = unit.get("examples")
+    return unit.get("sample_outputs", legacy if isinstance(legacy, list) else [])
+
+
+def _cell(text: str) -> str:
+    """Text shown inside a markdown table cell (code span; pipes and backticks escaped)."""
+    return "`" + text.replace("|", "\\|").replace("`", "'") + "`" if text.strip() else "(empty)"
+
+
 def _pct(x: float) -> str:
     return f"{100 * x:.1f}"
 
@@ -291,7 +313,7 @@ def _gain(x: float, band: float) -> str:
     return f"{100 * x:+.1f} ± {100 * band:.1f}"
 
 
-def verdict(summary: dict) -> list[str]:
+def verdict(summary: dict, with_samples: bool = False) -> list[str]:
     """Plain sentences on what matched the paper and what did not, from the numbers alone."""
     t = summary["table"]
     models = t["models"]
@@ -312,14 +334,16 @@ def verdict(summary: dict) -> list[str]:
                      + ("the recurrent models gain more, as the paper's argument predicts (a recurrent state must "
                         "choose what to keep before it sees the question)." if rg > tg else
                         "the recurrent models do **not** gain more than the Transformer here."))
-        if "based" in models:
+        if "based" in models and models["transformer"]["default"] > 0:
             b, tr = models["based"], models["transformer"]
             lines.append(f"- Based with JRT-Prompt {'reaches' if b['twice'] >= tr['default'] else 'stays below'} the "
                          f"Transformer's default-prompt score ({_pct(b['twice'])} vs {_pct(tr['default'])}; the paper: "
                          "51.8 vs 47.8 at 1.3B/50B).")
     if all(r["default"] < 0.05 and r["twice"] < 0.05 for r in models.values()):
-        lines.append("- No model recalls the answers at this budget with either prompt: the miniature is below the "
-                     "scale where the effect can be seen (the paper: 360M–2.7B parameters trained on 10–50B tokens).")
+        lines.append("- **Not reproduced: no model recalls the answers at this budget with either prompt** (every score "
+                     "under 5 %), so there is no effect to compare; the miniature is below the scale where the effect "
+                     "can be seen (the paper: 360M–2.7B parameters trained on 10–50B tokens)."
+                     + (" The outputs above show what the models produce instead." if with_samples else ""))
     return lines
 
 
@@ -336,6 +360,9 @@ def markdown(summary: dict, history: list[dict], out: str) -> str:
         f"(jax {m['jax']}), finished {summary['finished']}, {summary['cpu_seconds'] / 60:.1f} CPU-minutes; the "
         f"machine was shared with other engineers' jobs (1-minute load average {load[0]:.1f}–{load[1]:.1f} on "
         f"{m['cpu_count']} cores while it ran), so the wall time is an upper bound of what the run needs alone. "
+        f"The runs' own training and evaluation time (per run in the JSON, including any run a previous invocation "
+        f"with the same settings trained and this one reused) sums to **{summary['run_seconds'] / 60:.1f} "
+        f"minutes**. " +
         f"JSON: [`{rel}/{PREFIX}.json`]({rel}/{PREFIX}.json) (every run's settings, losses and scores), "
         f"[`{rel}/{PREFIX}_history.json`]({rel}/{PREFIX}_history.json) (every run of the script).", "",
         "**Setup.** Each model is trained from scratch with next-token prediction (`mixture=clm`, causal) on the "
@@ -364,6 +391,18 @@ def markdown(summary: dict, history: list[dict], out: str) -> str:
         lines += ["", f"Mean gain over the recurrent models: **{100 * t['recurrent_gain']:+.1f} points**"
                   + (f"; the Transformer: **{100 * t['transformer_gain']:+.1f} points**."
                      if t["transformer_gain"] is not None else ".")]
+    samples = []
+    for unit in [u for u in summary["units"] if u["seed"] == s["seeds"][0]]:
+        for task in TASK_LABELS:
+            e = next((x for x in _sample_outputs(unit) if x["task"] == task), None)
+            if e is not None:
+                samples.append(f"| {LABELS[unit['model']]} | …{_cell(e['prompt_end'][-40:])} | {_cell(e['answers'][0])} | "
+                             f"{_cell(e['default'][:32])} | {_cell(e['twice'][:32])} |")
+    if samples:
+        lines += ["", "What the models answer (seed " + str(s["seeds"][0]) + ", the first evaluation example of each "
+                  "task; the prompt's last characters, the gold answer, then the greedy output with the default prompt "
+                  "and with JRT-Prompt; models without a row were evaluated before the outputs were recorded):", "",
+                  "| model | prompt ends | gold | default prompt | JRT-Prompt |", "|---|---|---|---|---|", *samples]
     lines += ["", "Scores are *contains* in percent (mean over seeds); ± is the 95 % half-width of the gain from "
               f"{s['examples']} examples per task and seed (two-proportion standard error, an upper bound for these "
               "paired prompts). Error bars in the plot: min–max over seeds.", "",
@@ -374,7 +413,7 @@ def markdown(summary: dict, history: list[dict], out: str) -> str:
               + ". So in the paper the Transformer++ gains too (+10.0), and Based with JRT-Prompt beats the "
               "Transformer++ with the default prompt.", "",
               "### What matched and what did not (as measured)", ""]
-    lines += verdict(summary)
+    lines += verdict(summary, bool(samples))
     if len(history) > 1:
         lines += ["", "### What was tried", "",
                   "Every run of the script so far (`" + f"{rel}/{PREFIX}_history.json" + "`); the table above is the "
@@ -391,8 +430,9 @@ def markdown(summary: dict, history: list[dict], out: str) -> str:
             lines.append(f"| {h['finished']} | {hs['steps']} | {hs['width']} × {hs['layers']} | {hs['batch_size']} × "
                          f"{hs['seq_len']} | {hs['length']} | {hs['examples']} | " + " | ".join(cells)
                          + f" | {rg} | {tg} | {h['wall_seconds'] / 60:.1f} |")
-    lines += ["", "Scale: models of tens to hundreds of thousands of parameters trained for minutes on one CPU, "
-              "against the paper's 360M–2.7B models trained on 10–50B tokens and evaluated on real FDA, SWDE, "
+    sizes = [r["parameters"] for r in t["models"].values()]
+    lines += ["", f"Scale: models of {min(sizes):,}–{max(sizes):,} parameters trained on "
+              f"{s['steps'] * s['batch_size'] * s['seq_len'] / 1e6:.1f}M tokens on a shared 2-core CPU, against the paper's 360M–2.7B models trained on 10–50B tokens and evaluated on real FDA, SWDE, "
               "SQuAD, TriviaQA, NQ and Drop. Rerun with a larger budget by flags (`--steps`, `--width`, `--layers`, "
               "`--seeds`, `--models`, `--examples`; `--help`); `--markdown-only` rewrites this section from the "
               "JSON."]
