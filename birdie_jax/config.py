@@ -37,6 +37,11 @@ INIT_SCHEMES = ("fan_in", "normal")
 DTYPES = ("float32", "bfloat16")
 BIDIRECTIONAL = ("none", "alternate", "all")
 EMBED_SCALES = ("sqrt_d", "sqrt_d_bf16", "none")
+#: Fields whose string "none" is one of their choices, not YAML's null (a saved config must reload as written:
+#: ``model.embed_scale: none`` read back as null would become the architecture default).
+NONE_IS_A_CHOICE = frozenset({"model.embed_scale"})
+# model.remat: "none", "full" (save only each layer's inputs) or a jax.checkpoint_policies name.
+REMAT_POLICIES = ("none", "full", "nothing_saveable", "dots_saveable", "dots_with_no_batch_dims_saveable")
 
 
 def _check_choice(field: str, value: Any, choices: Sequence[str]) -> None:
@@ -133,6 +138,20 @@ class ModelConfig:
         trained at length L reads s·L tokens (set max_len to match), as Birdie extends 2k → 16k.
       ssd_implementation: force an ``ssd`` implementation for ``mamba2`` layers (None: the
         backend's default from its ``DEFAULT_IMPLEMENTATIONS``; ``pallas``: the opt-in kernel).
+      n_kv_heads: ``swa`` only: key/value heads, shared by num_heads / n_kv_heads query heads
+        each (1 = multi-query, as in RecurrentGemma); None: num_heads (one per query head).
+      rotary_fraction: ``swa`` only: RoPE turns the first int(head_dim · fraction) channels of
+        each head (half-split inside them) and leaves the rest (RecurrentGemma: 0.5).
+      attention_out_bias: ``swa`` only: a bias on the output projection (as in RecurrentGemma).
+      scan_layers: store the layers' parameters stacked (leading layer axis) and run them with
+        one ``jax.lax.scan``, so compile time stays flat with depth. The scanned unit is the
+        layer pattern's period (mixer, MLP, bidirectional: 1 for a plain model, 2 with
+        ``bidirectional: alternate``); it must divide ``n_layers``. Same values as unrolled
+        layers; parameters are named per layer on export (``blocks.i.``), but checkpoints hold
+        the stacked layout, so a run cannot switch this on resume.
+      remat: rematerialise each layer in the backward pass: ``none``, ``full`` (keep only the
+        layer's input) or a ``jax.checkpoint_policies`` name (``dots_saveable`` keeps matmul
+        outputs; ``dots_with_no_batch_dims_saveable``; ``nothing_saveable``). Same gradients.
     """
 
     architecture: str = "hawk"
@@ -176,6 +195,11 @@ class ModelConfig:
     max_prefix_len: int = 1024
     rope_scaling: float = 1.0
     ssd_implementation: str | None = None
+    n_kv_heads: int | None = None
+    rotary_fraction: float = 1.0
+    attention_out_bias: bool = False
+    scan_layers: bool = False
+    remat: str = "none"
 
     def __post_init__(self):
         _check_choice("model.architecture", self.architecture, ARCHITECTURES)
@@ -211,6 +235,14 @@ class ModelConfig:
             _check_choice("model.ssd_implementation", self.ssd_implementation, SSD_IMPLEMENTATIONS)
         self._check_layers()
         self._check_conversion_options()
+        self._check_local_attention_options()
+        _check_choice("model.remat", self.remat, REMAT_POLICIES)
+        if self.scan_layers and self.n_layers % self.layer_period():
+            kinds = ", ".join(f"{m}{'+mlp' if mlp else ''}{' (bidirectional)' if bi else ''}"
+                              for m, mlp, bi in map(self.layer_kind, range(self.layer_period())))
+            raise ConfigError(f"model.scan_layers=true needs a layer pattern that repeats evenly, but the pattern "
+                              f"[{kinds}] ({self.layer_period()} layers) does not divide model.n_layers="
+                              f"{self.n_layers}; set model.scan_layers=false or make n_layers a multiple")
 
     def _check_mamba2_heads(self) -> None:
         inner = self.mamba_expand * self.d_model
@@ -256,6 +288,17 @@ class ModelConfig:
             return ARCHITECTURE_HAS_MLP[self.architecture]
         return self.layers[index % len(self.layers)].endswith("+mlp")
 
+    def layer_kind(self, index: int) -> tuple[str, bool, bool]:
+        """(mixer, has MLP, bidirectional) of layer ``index``: layers of one kind share a structure."""
+        return self.layer_mixer(index), self.layer_has_mlp(index), self.layer_is_bidirectional(index)
+
+    def layer_period(self) -> int:
+        """The smallest p with layer i of the same kind as layer i − p for every i (``scan_layers``
+        scans groups of p layers); n_layers when the pattern does not repeat."""
+        kinds = [self.layer_kind(i) for i in range(self.n_layers)]
+        return next(p for p in range(1, self.n_layers + 1)
+                    if all(kinds[i] == kinds[i - p] for i in range(p, self.n_layers)))
+
     def uses_mixer(self, name: str) -> bool:
         """Whether any layer's mixer is ``name`` (e.g. ``pla``: the model reads prompts as prefixes)."""
         return any(self.layer_mixer(i) == name for i in range(self.n_layers))
@@ -283,6 +326,33 @@ class ModelConfig:
         used = [f"model.{k}" for k, v in hawk_only.items() if v]
         if used and not self.uses_mixer("hawk"):
             raise ConfigError(f"{', '.join(used)} only apply to hawk layers; this {self.architecture} model has none")
+
+    def _check_local_attention_options(self) -> None:
+        """The ``swa`` options that RecurrentGemma's local multi-query attention needs."""
+        if self.n_kv_heads is not None:
+            _check_positive("model.n_kv_heads", self.n_kv_heads)
+            if self.num_heads % self.n_kv_heads:
+                raise ConfigError(f"model.n_kv_heads={self.n_kv_heads} must divide model.num_heads={self.num_heads}")
+        if not 0 < self.rotary_fraction <= 1:
+            raise ConfigError(f"model.rotary_fraction must be in (0, 1], got {self.rotary_fraction}")
+        if self.rotary_fraction != 1.0 and (self.rotary_dim == 0 or self.rotary_dim % 2):
+            raise ConfigError(f"model.rotary_fraction={self.rotary_fraction} turns int(head_dim·fraction) = "
+                              f"{self.rotary_dim} channels of model.head_dim={self.head_dim}; it must be even and > 0")
+        swa_only = {"n_kv_heads": self.n_kv_heads is not None, "rotary_fraction": self.rotary_fraction != 1.0,
+                    "attention_out_bias": self.attention_out_bias}
+        used = [f"model.{k}" for k, v in swa_only.items() if v]
+        if used and not self.uses_mixer("swa"):
+            raise ConfigError(f"{', '.join(used)} only apply to swa layers; this {self.architecture} model has none")
+
+    @property
+    def kv_heads(self) -> int:
+        """Key/value heads of ``swa`` layers (``n_kv_heads``, else ``num_heads``)."""
+        return self.num_heads if self.n_kv_heads is None else self.n_kv_heads
+
+    @property
+    def rotary_dim(self) -> int:
+        """Channels of each ``swa`` head that RoPE turns: int(head_dim · rotary_fraction)."""
+        return int(self.head_dim * self.rotary_fraction)
 
     @property
     def embedding_scale(self) -> float | None:
@@ -313,6 +383,7 @@ class DataConfig:
 
     Attributes:
       corpus: ``builtin`` (Python's pydoc topics, no download), a text/JSONL file or a folder,
+        ``mix`` (built-in text and generated recall documents, ``data.mix``), ``markov``,
         or a generated recall task: ``mqar``, ``phonebook``, ``set_disjointness`` (sizes in
         the ``generated`` section; loss only where the task puts labels).
       format: ``auto``, ``text``, ``jsonl``, ``dir``, or ``pairs``: prompt/answer pairs (a JSONL
@@ -336,6 +407,12 @@ class DataConfig:
         own slice of the documents and packs only its rows: the least work) or ``rows``
         (each packs the whole global batch and keeps its rows: the same batches whatever
         the number of processes, at that many times the data-pipeline work).
+      mix: ``corpus: mix``: source name (``builtin``, ``phonebook``, ``qa``, ``kv``) -> share of the
+        corpus's characters (normalised; None: builtin 0.6, phonebook 0.2, qa 0.2). See
+        :mod:`birdie_jax.data.mix`.
+      mix_phonebook_entries, mix_phonebook_queries: ``corpus: mix``: entries per phonebook
+        document and names asked [min, max]; mix_qa_length: characters of text per QA passage.
+      mix_kv_length: ``corpus: mix``: characters of text around the attributes of a key–value document.
     """
 
     corpus: str = "builtin"
@@ -357,9 +434,15 @@ class DataConfig:
     markov_doc_len: int = 4096
     markov_seed: int = 0
     process_split: str = "documents"
+    mix: dict[str, float] | None = None
+    mix_phonebook_entries: tuple[int, int] = (4, 8)
+    mix_phonebook_queries: tuple[int, int] = (1, 4)
+    mix_qa_length: int = 160
+    mix_kv_length: int = 160
 
     def __post_init__(self):
         _check_choice("data.process_split", self.process_split, ("documents", "rows"))
+        self._check_mix()
         _check_choice("data.format", self.format, ("auto", "text", "jsonl", "dir", "pairs"))
         _check_choice("data.packing", self.packing, PACKINGS)
         for name in ("corpus", "tokenizer", "text_field"):
@@ -370,6 +453,21 @@ class DataConfig:
             raise ConfigError(f"data.validation_fraction must be in [0, 1), got {self.validation_fraction}")
         if self.num_workers < 0:
             raise ConfigError(f"data.num_workers must be >= 0, got {self.num_workers}")
+
+    def _check_mix(self):
+        """The ``corpus: mix`` fields (checked whatever the corpus, so a typo never waits)."""
+        from birdie_jax.data.mix import check_mix  # noqa: PLC0415
+
+        check_mix(self.mix)
+        for name in ("mix_phonebook_entries", "mix_phonebook_queries"):
+            lo, hi = getattr(self, name)
+            if not 1 <= lo <= hi:
+                raise ConfigError(f"data.{name} must be [min, max] with 1 <= min <= max, got {[lo, hi]}")
+        if self.mix_phonebook_queries[0] > self.mix_phonebook_entries[0]:
+            raise ConfigError(f"data.mix_phonebook_queries {list(self.mix_phonebook_queries)} asks more names than "
+                              f"the smallest book holds (data.mix_phonebook_entries {list(self.mix_phonebook_entries)})")
+        _check_positive("data.mix_qa_length", self.mix_qa_length)
+        _check_positive("data.mix_kv_length", self.mix_kv_length)
 
 
 NONFINITE_POLICIES = ("stop", "skip")
@@ -650,7 +748,8 @@ def _coerce(field: str, value: Any, annotation: Any) -> Any:
         options = typing.get_args(annotation)
         if value is None and type(None) in options:
             return None
-        if isinstance(value, str) and value.lower() in ("none", "null") and type(None) in options:
+        if (isinstance(value, str) and value.lower() in ("none", "null") and type(None) in options
+                and field not in NONE_IS_A_CHOICE):
             return None
         errors = []
         for option in options:
@@ -660,7 +759,7 @@ def _coerce(field: str, value: Any, annotation: Any) -> Any:
                 return _coerce(field, value, option)
             except ConfigError as e:
                 errors.append(str(e))
-        raise errors[0] if len(errors) == 1 else ConfigError(f"{field}: {value!r} matches none of {annotation}")
+        raise ConfigError(errors[0]) if len(errors) == 1 else ConfigError(f"{field}: {value!r} matches none of {annotation}")
     if origin is tuple:
         args = typing.get_args(annotation)
         if not isinstance(value, (list, tuple)):

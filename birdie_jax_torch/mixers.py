@@ -188,19 +188,29 @@ class LinearAttention(nn.Module):
 
 
 class SlidingWindowAttention(nn.Module):
-    """Causal softmax attention over the ``swa_window`` tokens before each one (and itself), per document."""
+    """Causal softmax attention over the ``swa_window`` tokens before each one (and itself), per document;
+    ``n_kv_heads`` key/value heads shared by groups of query heads, RoPE on the first ``rotary_fraction``
+    of each head (RecurrentGemma's local attention)."""
 
     def __init__(self, p: Params, model: dict, bidirectional: bool):
         super().__init__()
         self.qkv_proj, self.out_proj = Dense(p.sub("qkv_proj")), Dense(p.sub("out_proj"))
         self.heads, self.head_dim, self.base = model["num_heads"], model["head_dim"], model["rope_base"]
+        self.kv_heads = model.get("n_kv_heads") or self.heads
+        self.rotary_dim = int(self.head_dim * model.get("rotary_fraction", 1.0))
         self.window = model["swa_window"]
+
+    def _rope(self, x, positions):
+        r = self.rotary_dim
+        return torch.cat([rope(x[..., :r], positions, self.base, 1.0), x[..., r:]], -1)
 
     def forward(self, x, segment_ids, prefix_mask):
         b, t, _ = x.shape
-        q, k, v = self.qkv_proj(x).reshape(b, t, 3 * self.heads, self.head_dim).chunk(3, dim=2)
+        q, k, v = self.qkv_proj(x).reshape(b, t, self.heads + 2 * self.kv_heads, self.head_dim).split(
+            [self.heads, self.kv_heads, self.kv_heads], dim=2)
+        k, v = (y.repeat_interleave(self.heads // self.kv_heads, dim=2) for y in (k, v))
         positions = positions_from_segments(segment_ids)
-        q, k = rope(q, positions, self.base, 1.0), rope(k, positions, self.base, 1.0)
+        q, k = self._rope(q, positions), self._rope(k, positions)
         run = _runs(segment_ids)
         index = torch.arange(t)
         near = (positions[:, :, None] - positions[:, None, :]) <= self.window

@@ -125,10 +125,14 @@ def test_import_errors_write_nothing(capsys, tmp_path):
         capsys, "import", str(foreign), "--out", str(tmp_path / "run"))
     griffin = tmp_path / "griffin"
     griffin.mkdir()
-    (griffin / "config.json").write_text(json.dumps({"model_type": "recurrent_gemma", "num_hidden_layers": 3,
-                                                     "block_types": ["recurrent", "recurrent", "attention"]}))
-    assert "layer 2 is a local-attention block" in _cli_error(
-        capsys, "import", "--from", "hf", str(griffin), "--out", str(tmp_path / "run"))
+    for fields, message in [({"attention_bias": True}, "attention_bias=true (biases on q/k/v) has no equivalent"),
+                            ({"block_types": ["attention"]}, "every block is attention"),
+                            ({"attention_window_size": 1}, "attention_window_size=1"),
+                            ({"block_types": ["recurrent", "mlp"]}, "block_types ['recurrent', 'mlp']")]:
+        (griffin / "config.json").write_text(json.dumps({"model_type": "recurrent_gemma", "num_hidden_layers": 3,
+                                                         "block_types": ["recurrent", "recurrent", "attention"],
+                                                         **fields}))
+        assert message in _cli_error(capsys, "import", "--from", "hf", str(griffin), "--out", str(tmp_path / "run"))
     assert _nothing_written(tmp_path, "run")
 
 

@@ -29,9 +29,13 @@ HAWK = dict(architecture="hawk", vocab_size=384, d_model=32, n_layers=2, state_d
             rglru_reset_multiplier=True, logit_soft_cap=30.0, embed_scale="sqrt_d_bf16")
 MAMBA2 = dict(architecture="mamba2", vocab_size=384, d_model=32, n_layers=2, mamba_head_dim=8, mamba_d_state=8,
               mamba_chunk=4, max_len=64)
+# Griffin: recurrent and local-attention blocks, grouped K/V heads, half-rotary heads, a window shorter than the rows.
+GRIFFIN = {**HAWK, "architecture": "hybrid", "layers": ("hawk+mlp", "swa+mlp"), "n_layers": 3, "rglru_heads": 4,
+           "linear_bias": True, "num_heads": 4, "head_dim": 8, "n_kv_heads": 2, "rotary_fraction": 0.5, "swa_window": 3,
+           "rope_base": 10_000.0}
 OURS = {"hawk_recurrentgemma": {**HAWK, "rglru_heads": 2, "linear_bias": True},
         "hawk_dense": {**HAWK, "d_model": 64, "embed_scale": None},  # √64 is a bfloat16: the default scale maps
-        "mamba2_tied": MAMBA2, "mamba2_untied": {**MAMBA2, "tie_embeddings": False}}
+        "mamba2_tied": MAMBA2, "mamba2_untied": {**MAMBA2, "tie_embeddings": False}, "griffin": GRIFFIN}
 
 
 def _perturbed(model: LanguageModel, seed: int) -> LanguageModel:
@@ -77,7 +81,8 @@ def exported(tmp_path_factory):
 @pytest.mark.parametrize("name", list(OURS))
 def test_exported_logits_match_transformers(exported, name):
     model, hf, folder = exported[name]
-    expected = {"hawk": "RecurrentGemmaForCausalLM", "mamba2": "Mamba2ForCausalLM"}[model.cfg.architecture]
+    expected = {"hawk": "RecurrentGemmaForCausalLM", "hybrid": "RecurrentGemmaForCausalLM",
+                "mamba2": "Mamba2ForCausalLM"}[model.cfg.architecture]
     assert type(hf).__name__ == expected
     tokens, mask = _batch(384)
     _assert_close_on_tokens(_ours(model, tokens, mask), _hf_logits(hf, tokens, mask), mask)
@@ -94,9 +99,8 @@ def test_hf_export_import_round_trip_is_bit_identical(exported, tmp_path, name):
         assert back.tensors[k].dtype == v.dtype and np.array_equal(back.tensors[k], v), k
 
 
-@pytest.mark.parametrize("name", ["hawk_recurrentgemma", "mamba2_untied"])
-def test_greedy_generation_is_identical(exported, name):
-    model, hf, _ = exported[name]
+def _generated_by_both(model: LanguageModel, hf):
+    """32 greedy tokens after a prompt longer than any test window, from birdie_jax and from HF ``generate``."""
     prompt = np.frombuffer(b"The cat sat", np.uint8).astype(np.int32)
     ours = generate(model, [prompt], 32, tokenizer=BYTES, prompt_as_prefix=False).tokens[0]
     ids = torch.tensor(np.concatenate([[BYTES.special.bg], prompt])[None])
@@ -104,15 +108,27 @@ def test_greedy_generation_is_identical(exported, name):
         theirs = hf.generate(ids, max_new_tokens=32, do_sample=False, eos_token_id=BYTES.special.eos,
                              pad_token_id=BYTES.special.pad)[0, ids.shape[1]:].numpy()
     stops = np.flatnonzero(theirs == BYTES.special.eos)
-    theirs = theirs[: stops[0] + 1] if len(stops) else theirs
-    assert len(ours) >= 8 and ours.tolist() == theirs.tolist()
+    return ours.tolist(), (theirs[: stops[0] + 1] if len(stops) else theirs).tolist()
 
 
-def _randomise_hf(hf, seed: int):
+@pytest.mark.parametrize("name", ["hawk_recurrentgemma", "mamba2_untied"])
+def test_greedy_generation_is_identical(exported, name):
+    model, hf, _ = exported[name]
+    ours, theirs = _generated_by_both(model, hf)
+    assert len(ours) >= 8 and ours == theirs
+
+
+def test_griffin_imported_from_transformers_generates_what_it_generates(imported):
+    hf, run_dir = imported["griffin"]
+    ours, theirs = _generated_by_both(load_checkpoint(run_dir).model, hf)
+    assert len(ours) == 32 and len(set(ours)) > 4 and ours == theirs
+
+
+def _randomise_hf(hf, seed: int, scale: float = 0.1):
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for p in hf.parameters():
-            p.add_(0.1 * torch.randn(p.shape, generator=generator))
+            p.add_(scale * torch.randn(p.shape, generator=generator))
 
 
 def _hf_models():
@@ -122,7 +138,13 @@ def _hf_models():
     mamba = transformers.Mamba2Config(
         vocab_size=300, hidden_size=32, num_hidden_layers=2, num_heads=8, head_dim=8, expand=2, state_size=8,
         n_groups=1, chunk_size=4, tie_word_embeddings=False)
-    return {"recurrent_gemma": transformers.RecurrentGemmaForCausalLM(rg), "mamba2": transformers.Mamba2ForCausalLM(mamba)}
+    # Griffin as RecurrentGemma ships it (one K/V head, half-rotary heads), with a 4-token window.
+    griffin = transformers.RecurrentGemmaConfig(
+        vocab_size=384, hidden_size=32, intermediate_size=96, num_hidden_layers=3, num_attention_heads=4,
+        num_key_value_heads=1, lru_width=40, block_types=["recurrent", "attention"], attention_window_size=4,
+        conv1d_width=4, logits_soft_cap=30.0)
+    return {"recurrent_gemma": transformers.RecurrentGemmaForCausalLM(rg), "mamba2": transformers.Mamba2ForCausalLM(mamba),
+            "griffin": transformers.RecurrentGemmaForCausalLM(griffin)}
 
 
 def _word_level_tokenizer(size: int):
@@ -139,7 +161,7 @@ def imported(tmp_path_factory):
     torch.manual_seed(0)
     out = {}
     for i, (kind, hf) in enumerate(_hf_models().items()):
-        _randomise_hf(hf.eval(), i + 1)
+        _randomise_hf(hf.eval(), i + 1, 0.5 if kind == "griffin" else 0.1)  # griffin: varied greedy continuations
         hf.save_pretrained(root / kind)
         if kind == "mamba2":  # a tokenizers JSON of exactly the model's vocabulary travels along
             _word_level_tokenizer(hf.config.vocab_size).save(str(root / kind / "tokenizer.json"))
@@ -147,25 +169,28 @@ def imported(tmp_path_factory):
     return out
 
 
-@pytest.mark.parametrize("kind", ["recurrent_gemma", "mamba2"])
+@pytest.mark.parametrize("kind", ["recurrent_gemma", "mamba2", "griffin"])
 def test_models_built_by_transformers_import_with_the_same_logits(imported, kind):
     hf, run_dir = imported[kind]
     run = load_checkpoint(run_dir)
     vocab = hf.config.vocab_size
     # The run's tokenizer: bytes (384 ids), or the folder's tokenizer.json (300 + specials → 512).
-    expected = {"recurrent_gemma": ("byte", 384), "mamba2": ("hf:tokenizer.json", 512)}[kind]
+    expected = {"recurrent_gemma": ("byte", 384), "mamba2": ("hf:tokenizer.json", 512), "griffin": ("byte", 384)}[kind]
     assert (run.tokenizer.name, run.tokenizer.vocab_size) == expected
     assert run.model.cfg.vocab_size == max(vocab, expected[1])  # grown (zero rows) for the reserved special ids
+    if kind == "griffin":
+        assert run.model.cfg.layer_mixer(1) == "swa" and run.model.cfg.swa_window + 1 == hf.config.attention_window_size
     if kind == "mamba2":
         assert run.tokenizer.encode("w7 w299").tolist() == [7, 299] and os.path.isfile(f"{run_dir}/tokenizer.json")
     tokens, mask = _batch(vocab, seed=2)
     _assert_close_on_tokens(_ours(run.model, tokens, mask), _hf_logits(hf, tokens, mask), mask)
 
 
-def test_imported_recurrentgemma_trains(imported, tmp_path):
+@pytest.mark.parametrize("kind", ["recurrent_gemma", "griffin"])
+def test_imported_recurrentgemma_trains(imported, tmp_path, kind):
     import birdie_jax
 
-    _, run_dir = imported["recurrent_gemma"]
+    _, run_dir = imported[kind]
     cfg = load_config("hawk_tiny", f"init_from={run_dir}", f"train.run_dir={tmp_path / 'tuned'}", "train.steps=3",
                       "data.seq_len=32", "data.batch_size=2", "train.eval_every=0", "train.checkpoint_every=0",
                       "train.tensorboard=false", "train.progress=false")

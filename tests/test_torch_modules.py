@@ -1,6 +1,6 @@
 """birdie_jax_torch: PyTorch modules loaded from a safetensors export compute our logits (fp32,
-1e-4) on packed rows with padding and prefix masks — bidirectional layers and the JRT-RNN / Based
-hybrid included — generate the same greedy prefix-LM continuations, and never import JAX."""
+1e-4) on packed rows with padding and prefix masks — bidirectional layers, the JRT-RNN / Based
+hybrid and Griffin included — generate the same greedy prefix-LM continuations, and never import JAX."""
 
 import ast
 import os
@@ -28,7 +28,7 @@ SEGMENTS = np.array([[1] * 5 + [2] * 6 + [3] * 2 + [0] * 3, [1] * 16])
 PREFIX = np.array([[1, 1, 0, 0, 0] + [1, 1, 1, 0, 0, 0] + [0, 0] + [0] * 3, [1] * 7 + [0] * 9], bool)
 # Bidirectional settings cover causal layers too ("alternate": odd layers are causal).
 SETTINGS = [("gated_ssm", "alternate"), ("hawk", "all"), ("transformer", "alternate"), ("mamba2", "none"),
-            ("hawk_recurrentgemma", "alternate"), ("jrt_hybrid", "none")]
+            ("hawk_recurrentgemma", "alternate"), ("jrt_hybrid", "none"), ("griffin", "none")]
 # JRT-RNN / Based layers (issue 11) with every other hybrid mixer, a SwiGLU MLP and a short window.
 JRT_LAYERS = ("gated_conv+mlp", "pla+mlp", "swa+mlp", "based", "gated_ssm_plus+mlp")
 
@@ -38,6 +38,11 @@ def _model(arch: str, bidirectional: str) -> LanguageModel:
         cfg = tiny_model_config("hawk", vocab_size=384, bidirectional=bidirectional, rglru_heads=3, linear_bias=True,
                                 rglru_reset_multiplier=True, logit_soft_cap=5.0, embed_scale="sqrt_d_bf16")
         return LanguageModel(cfg, rngs=nnx.Rngs(params=7))
+    if arch == "griffin":  # RecurrentGemma's local multi-query attention between Hawk layers
+        cfg = tiny_model_config("hybrid", vocab_size=384, layers=("hawk+mlp", "swa+mlp"), n_layers=3, swa_window=3,
+                                n_kv_heads=1, rotary_fraction=0.5, attention_out_bias=True, rglru_heads=2,
+                                linear_bias=True, rglru_reset_multiplier=True, logit_soft_cap=5.0, mlp="gelu")
+        return LanguageModel(cfg, rngs=nnx.Rngs(params=4))
     if arch == "jrt_hybrid":
         cfg = tiny_model_config("hybrid", vocab_size=384, layers=JRT_LAYERS, n_layers=5, mlp="swiglu", la_feature_dim=4,
                                 swa_window=3, embed_scale=False, norm_eps=1e-5)

@@ -8,8 +8,8 @@ def add_convert_parsers(sub) -> None:
     e = sub.add_parser("export", help="write a run's model as a safetensors or Hugging Face folder")
     e.add_argument("--checkpoint", required=True, help="run folder or its checkpoints/ subfolder")
     e.add_argument("--format", choices=FORMATS, default="safetensors",
-                   help="safetensors: any architecture (birdie_jax names); hf: Hawk → RecurrentGemma, "
-                   "Mamba-2 → Mamba2 (transformers from_pretrained)")
+                   help="safetensors: any architecture (birdie_jax names); hf: Hawk / Griffin → "
+                   "RecurrentGemma, Mamba-2 → Mamba2 (transformers from_pretrained)")
     e.add_argument("--out", required=True, help="folder to create (must not exist)")
     e.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
 

@@ -3,9 +3,10 @@
 ``safetensors`` (any architecture): ``model.safetensors`` with every parameter under its
 dotted name (see :mod:`birdie_jax.convert.params`), ``config.json`` (format, model config,
 tokenizer with every reserved special id) and the tokenizer file. ``hf``: a folder that
-``transformers`` loads with ``from_pretrained`` — Hawk as ``RecurrentGemmaForCausalLM``,
-Mamba-2 as ``Mamba2ForCausalLM`` — plus ``birdie_jax.json`` (our config and tokenizer, so
-that importing it back restores the same model). The folder appears only when complete.
+``transformers`` loads with ``from_pretrained`` — Hawk and Griffin (a hybrid of ``hawk+mlp``
+and ``swa+mlp`` layers) as ``RecurrentGemmaForCausalLM``, Mamba-2 as ``Mamba2ForCausalLM`` —
+plus ``birdie_jax.json`` (our config and tokenizer, so that importing it back restores the
+same model). The folder appears only when complete.
 """
 
 import dataclasses
@@ -20,7 +21,7 @@ FORMATS = ("safetensors", "hf")
 NATIVE_FORMAT = "birdie_jax"
 FORMAT_VERSION = 1
 SIDECAR_FILE = "birdie_jax.json"
-HF_CONVERTERS = {"hawk": hf_recurrentgemma, "mamba2": hf_mamba2}
+HF_CONVERTERS = {"hawk": hf_recurrentgemma, "hybrid": hf_recurrentgemma, "mamba2": hf_mamba2}
 
 
 def hf_converter(cfg: ModelConfig):
@@ -51,7 +52,7 @@ def export(checkpoint, out: str, format: str = "safetensors", step: int | None =
     Args:
       checkpoint: a run folder (or its ``checkpoints/``), or a :class:`~birdie_jax.inference.LoadedRun`.
       out: the folder to create (must not exist).
-      format: ``safetensors`` (any architecture) or ``hf`` (Hawk, Mamba-2).
+      format: ``safetensors`` (any architecture) or ``hf`` (Hawk, Griffin, Mamba-2).
       step: checkpoint step (default: latest).
 
     Returns the folder written.

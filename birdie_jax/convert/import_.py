@@ -88,7 +88,7 @@ def import_checkpoint(source: str, out: str, from_: str = "auto", *, tokenizer: 
 
     Args:
       source: a folder written by :func:`birdie_jax.export` or a Hugging Face folder
-        (RecurrentGemma with recurrent blocks only, Mamba2) holding config.json and safetensors.
+        (RecurrentGemma: Hawk or Griffin; Mamba2) holding config.json and safetensors.
       out: the run folder to create (must not exist).
       from_: ``auto``, ``safetensors`` or ``hf``.
       tokenizer: a tokenizer spec (``byte``, a tokenizers JSON or SentencePiece file) instead of the folder's.

@@ -4,6 +4,8 @@ Sources accepted by :func:`load_documents`:
 
 * ``"markov"`` (through :func:`corpus_documents` only): a synthetic stationary Markov
   source whose shape the ``data.markov_*`` fields set (:mod:`birdie_jax.data.markov`).
+* ``"mix"`` (through :func:`corpus_documents` only): the built-in text beside generated
+  recall documents (phonebook, QA) in the shares ``data.mix`` sets (:mod:`birdie_jax.data.mix`).
 * ``"builtin"``: the English help text of Python's ``pydoc_data.topics`` (ships
   with CPython, no download). One document per topic; topics over 8k characters
   are cut at paragraph boundaries into pieces of about 2.5k (2-8k) characters.
@@ -32,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from birdie_jax.data.markov import MARKOV, MarkovSource, markov_documents
+from birdie_jax.data.mix import MIX, mix_documents
 from birdie_jax.errors import DataError
 
 BUILTIN = "builtin"
@@ -228,7 +231,10 @@ def markov_source(data) -> MarkovSource:
 
 def corpus_documents(data) -> list[str]:
     """The documents of a :class:`~birdie_jax.config.DataConfig`: ``corpus: markov`` generates the
-    synthetic stationary source (:mod:`birdie_jax.data.markov`), anything else is :func:`load_documents`."""
+    synthetic stationary source (:mod:`birdie_jax.data.markov`), ``corpus: mix`` mixes the built-in
+    text with generated recall documents (:mod:`birdie_jax.data.mix`), anything else is :func:`load_documents`."""
     if data.corpus == MARKOV:
         return markov_documents(markov_source(data))
+    if data.corpus == MIX:
+        return mix_documents(data)
     return load_documents(data.corpus, fmt=data.format, text_field=data.text_field)

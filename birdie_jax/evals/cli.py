@@ -2,7 +2,7 @@
 
 Loads the run with :func:`birdie_jax.inference.load_checkpoint` (its model carries the
 prompt format it was trained with), builds passages from the run's own corpus (its
-validation split, or ``--corpus``), runs the task(s) and writes ``<task>.json`` and
+validation split; for ``data.corpus: mix`` its held-out built-in text; or ``--corpus``), runs the task(s) and writes ``<task>.json`` and
 ``<task>.png`` into ``--out`` (default ``RUN_DIR/eval``).
 """
 
@@ -77,6 +77,7 @@ class EvalUsageError(ValueError):
 
 def run_eval(args) -> int:
     from birdie_jax.data.corpus import load_documents  # noqa: PLC0415
+    from birdie_jax.data.mix import MIX  # noqa: PLC0415
     from birdie_jax.errors import DataError  # noqa: PLC0415
     from birdie_jax.evals.evaluator import Evaluator  # noqa: PLC0415
     from birdie_jax.evals.runner import get_task, headline, run_defaults, run_suite  # noqa: PLC0415
@@ -98,6 +99,10 @@ def run_eval(args) -> int:
     evaluator.format  # an unknown paradigm fails here, before any work
     if args.corpus:
         documents = load_documents(args.corpus)
+    elif run.config.data.corpus == MIX:  # passages from held-out text, not from phonebooks or QA documents
+        from birdie_jax.data.mix import held_out_text  # noqa: PLC0415
+
+        documents = held_out_text(run.config)
     else:
         from birdie_jax.analysis.cli import _documents  # noqa: PLC0415
 

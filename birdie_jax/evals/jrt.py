@@ -97,16 +97,18 @@ def evaluate_jrt(ev, *, documents: Sequence[str] = (), num_examples: int = 16, s
         "squad": qa_examples(documents, num_examples, seed, length, count),
         "kv": [kv_document(np.random.default_rng([seed, 7, i]), documents, length, count) for i in range(num_examples)],
     }
-    table = []
+    table, shown = [], []
     for task in TASKS:
         examples = jrt_examples(task, sources[task], ev.tokenizer, max_context)
-        row = {"task": task}
+        row, outputs = {"task": task}, {}
         for name in ("default", "twice"):
-            outputs = ev.complete([getattr(e, name) for e in examples], MAX_NEW_TOKENS, desc=f"jrt {task} {name}")
-            row[name] = float(np.mean([contains(o, e.answers) for o, e in zip(outputs, examples)]))
+            outputs[name] = ev.complete([getattr(e, name) for e in examples], MAX_NEW_TOKENS, desc=f"jrt {task} {name}")
+            row[name] = float(np.mean([contains(o, e.answers) for o, e in zip(outputs[name], examples)]))
         table.append(row)
+        shown += [{"task": task, "prompt_end": e.default[-80:], "answers": list(e.answers), "default": d, "twice": t}
+                  for e, d, t in list(zip(examples, outputs["default"], outputs["twice"]))[:3]]
     return {"tasks": table, "default": float(np.mean([r["default"] for r in table])),
-            "twice": float(np.mean([r["twice"] for r in table]))}
+            "twice": float(np.mean([r["twice"] for r in table])), "examples": shown}
 
 
 def plot_jrt(result: dict, ax) -> None:

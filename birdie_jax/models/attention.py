@@ -20,9 +20,14 @@ from birdie_jax.array_types import Array, Hidden, HiddenStep, PrefixMask, Segmen
 _MASKED = -1e30
 
 
-def apply_rope(x: Array, positions: Array, base: float, scaling: float = 1.0) -> Array:
+def apply_rope(x: Array, positions: Array, base: float, scaling: float = 1.0, rotary_dim: int | None = None) -> Array:
     """Rotary embedding of x [b t h k] at integer positions [b t] (half-split convention);
-    ``scaling`` s > 1 interpolates positions (p / s) to extend the trained context."""
+    ``scaling`` s > 1 interpolates positions (p / s) to extend the trained context.
+    ``rotary_dim`` r < k turns only the first r channels (half-split inside them, frequencies
+    base^(−2i/r)) and passes the rest through, as RecurrentGemma's partial rotary does."""
+    if rotary_dim is not None and rotary_dim != x.shape[-1]:
+        turned = apply_rope(x[..., :rotary_dim], positions, base, scaling)
+        return jnp.concatenate([turned, x[..., rotary_dim:]], axis=-1)
     half = x.shape[-1] // 2
     freq = base ** (-jnp.arange(half, dtype=jnp.float32) / half)
     angle = (positions.astype(jnp.float32) / scaling)[..., None, None] * freq  # [b t 1 half]
@@ -32,11 +37,27 @@ def apply_rope(x: Array, positions: Array, base: float, scaling: float = 1.0) ->
 
 
 def attend(q: Array, k: Array, v: Array, mask: Array) -> Array:
-    """Softmax attention of q [b t h k] over k, v [b s h k] where mask [b t s] is True."""
+    """Softmax attention of q [b t h k] over k, v [b s g k] where mask [b t s] is True.
+
+    With g < h key/value heads (grouped / multi-query), query head j reads key/value head
+    j // (h / g); g = h keeps the one-head-per-query einsums (bit for bit as before)."""
+    if k.shape[2] != q.shape[2]:
+        return _attend_grouped(q, k, v, mask)
     scores = jnp.einsum("bthk,bshk->bhts", q, k, preferred_element_type=jnp.float32) / jnp.sqrt(q.shape[-1])
-    scores = jnp.where(mask[:, None], scores, _MASKED)
-    weights = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
-    return jnp.einsum("bhts,bshk->bthk", weights, v)
+    return jnp.einsum("bhts,bshk->bthk", _masked_softmax(scores, mask[:, None], v.dtype), v)
+
+
+def _attend_grouped(q: Array, k: Array, v: Array, mask: Array) -> Array:
+    b, t, h, d = q.shape
+    g = k.shape[2]
+    scores = jnp.einsum("btgrk,bsgk->bgrts", q.reshape(b, t, g, h // g, d), k,
+                        preferred_element_type=jnp.float32) / jnp.sqrt(d)
+    weights = _masked_softmax(scores, mask[:, None, None], v.dtype)
+    return jnp.einsum("bgrts,bsgk->btgrk", weights, v).reshape(b, t, h, d)
+
+
+def _masked_softmax(scores: Array, mask: Array, dtype) -> Array:
+    return jax.nn.softmax(jnp.where(mask, scores, _MASKED), axis=-1).astype(dtype)
 
 
 def attention_mask(q_seg: Array, k_seg: Array, q_index: Array, k_index: Array, q_prefix: Array | None,

@@ -3,8 +3,12 @@
 Each token attends causally to the ``swa_window`` (128) tokens before it and itself, inside
 its own packed document, with RoPE over the full head width (base ``rope_base``), scale
 1/√P and no biases; it is causal inside prefixes too (``prefix_mask`` is ignored).
+RecurrentGemma's local attention (Griffin) is this layer with three options: ``n_kv_heads``
+key/value heads shared by groups of query heads (1 = multi-query), RoPE on the first
+``rotary_fraction`` of each head's channels, and a bias on the output projection. The
+projection ``qkv_proj`` [d, (h + 2g)·P] holds q (h heads), k and v (g = ``n_kv_heads`` heads each).
 Decoding keeps a ring buffer of fixed size: the last W rotated keys and values, slot
-``position mod W``. State: ``{"k", "v": [b W h P], "position": int32[b W] (−1 = empty),
+``position mod W``. State: ``{"k", "v": [b W g P], "position": int32[b W] (−1 = empty),
 "next_position": int32[b]}``; a state passed in continues the row's first document.
 """
 
@@ -25,19 +29,22 @@ class SlidingWindowAttention(nnx.Module):
         self.cfg = cfg
         self.window = cfg.swa_window
         inner = cfg.num_heads * cfg.head_dim
-        self.qkv_proj = dense(cfg, cfg.d_model, 3 * inner, rngs)
-        self.out_proj = dense(cfg, inner, cfg.d_model, rngs, scale=1.0 / cfg.n_layers)
+        self.qkv_proj = dense(cfg, cfg.d_model, inner + 2 * cfg.kv_heads * cfg.head_dim, rngs)
+        self.out_proj = dense(cfg, inner, cfg.d_model, rngs, bias=cfg.attention_out_bias, scale=1.0 / cfg.n_layers)
 
     def init_state(self, batch: int, cache_len: int | None = None) -> dict:
         """An empty ring of ``swa_window`` slots (no dependence on ``cache_len``)."""
-        shape = (batch, self.window, self.cfg.num_heads, self.cfg.head_dim)
+        shape = (batch, self.window, self.cfg.kv_heads, self.cfg.head_dim)
         return {"k": jnp.zeros(shape, dtype_of(self.cfg.dtype)), "v": jnp.zeros(shape, dtype_of(self.cfg.dtype)),
                 "position": jnp.full((batch, self.window), -1, jnp.int32),
                 "next_position": jnp.zeros((batch,), jnp.int32)}
 
     def _project(self, x: Array, positions: Array) -> tuple[Array, Array, Array]:
-        q, k, v = jnp.split(self.qkv_proj(x).reshape(*x.shape[:2], 3 * self.cfg.num_heads, self.cfg.head_dim), 3, 2)
-        return apply_rope(q, positions, self.cfg.rope_base), apply_rope(k, positions, self.cfg.rope_base), v
+        cfg = self.cfg
+        q, k, v = jnp.split(self.qkv_proj(x).reshape(*x.shape[:2], cfg.num_heads + 2 * cfg.kv_heads, cfg.head_dim),
+                            [cfg.num_heads, cfg.num_heads + cfg.kv_heads], 2)
+        rope = dict(base=cfg.rope_base, rotary_dim=cfg.rotary_dim)
+        return apply_rope(q, positions, **rope), apply_rope(k, positions, **rope), v
 
     def _ring_mask(self, positions: Array, ring_position: Array) -> Array:
         """bool[b t W]: ring entries within the window of each query position."""
