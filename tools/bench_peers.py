@@ -26,6 +26,7 @@ transformers) and ``recurrentgemma`` (``pip install --no-deps recurrentgemma==1.
 jaxtyping``: its absl-py<2 pin conflicts with chex, and it runs with absl-py 2).
 
     python tools/bench_peers.py            # writes bench_results/bench_peers.json
+    python tools/bench_peers.py --markdown bench_results/bench_peers.json   # its tables for the docs
 """
 
 import argparse
@@ -161,7 +162,8 @@ def hf(arch: str, warmup: int, steps: int) -> dict:
         config = transformers.RecurrentGemmaConfig(
             vocab_size=VOCAB, hidden_size=D_MODEL, intermediate_size=2 * MLP_WIDTH, num_hidden_layers=LAYERS,
             num_attention_heads=1, lru_width=LRU_WIDTH, attention_window_size=SEQ, conv1d_width=4,
-            logits_soft_cap=0.0, block_types=["recurrent"], tie_word_embeddings=True)
+            # HF applies cap·tanh(logits / cap) unconditionally (0 gives NaN): a cap so large it is the identity.
+            logits_soft_cap=1e6, block_types=["recurrent"], tie_word_embeddings=True)
         model = transformers.RecurrentGemmaForCausalLM(config)
     else:
         heads = MAMBA["expand"] * D_MODEL // MAMBA["head_dim"]
@@ -175,7 +177,11 @@ def hf(arch: str, warmup: int, steps: int) -> dict:
     tok = torch.from_numpy(tokens().astype(np.int64))
     inputs, targets = tok[:, :-1].contiguous(), tok[:, 1:].contiguous()
 
+    stateful = [m for m in model.modules() if hasattr(m, "recurrent_states")]
+
     def step():
+        for module in stateful:  # RecurrentGemma's RG-LRU keeps its last state even with use_cache=False
+            module.recurrent_states = None  # each step is a fresh sequence (as ours and recurrentgemma's)
         opt.zero_grad(set_to_none=True)
         logits = model(input_ids=inputs, use_cache=False).logits
         loss = torch.nn.functional.cross_entropy(logits.float().reshape(-1, VOCAB), targets.reshape(-1))
@@ -197,6 +203,29 @@ def run_entry(name: str, warmup: int, steps: int) -> dict:
     return hf(variant, warmup, steps)
 
 
+def markdown(results: dict) -> str:
+    """The per-round tables and ratios (wall time and CPU time per step) of a results file."""
+    lines = []
+    for i, rnd in enumerate(results["rounds"], 1):
+        res = rnd["results"]
+        lines += [f"Round {i}{'' if rnd['complete'] else ' (incomplete)'}:", "",
+                  "| entry | parameters | first step s (compile + step) | step ms median / min | tokens/s "
+                  "| CPU ms per step | load average |", "|---|---|---|---|---|---|---|"]
+        for name, e in res.items():
+            cpu = e.get("cpu_ms_per_step")
+            lines.append(f"| {name} | {e['parameters']:,} | {e['first_step_s']:.0f} | {e['step_ms']:,.0f} / "
+                         f"{e['step_ms_min']:,.0f} | {e['tokens_per_s']:,.1f} | {'—' if cpu is None else f'{cpu:,.0f}'} "
+                         f"| {e['load_average']:.0f} |")
+        lines.append("")
+        for key, ratio in rnd["ratios"].items():
+            a, b = key.split(" / ")
+            cpu_a, cpu_b = res[a].get("cpu_ms_per_step"), res[b].get("cpu_ms_per_step")
+            by_cpu = f", {cpu_b / cpu_a:.2f}× by CPU time per step" if cpu_a and cpu_b else ""
+            lines.append(f"- {key}: **{ratio:.2f}×** by wall time (median step){by_cpu}")
+        lines.append("")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--entries", nargs="*", default=ENTRIES)
@@ -205,7 +234,12 @@ def main(argv=None) -> int:
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--out", default="bench_results/bench_peers.json")
     p.add_argument("--one", help="time one entry here and print its JSON line (used internally)")
+    p.add_argument("--markdown", metavar="JSON", help="print the tables of docs/benchmarks.md from a results file")
     args = p.parse_args(argv)
+    if args.markdown:
+        with open(args.markdown) as f:
+            print(markdown(json.load(f)))
+        return 0
     if args.one:
         print(json.dumps(run_entry(args.one, args.warmup, args.steps)), flush=True)
         return 0

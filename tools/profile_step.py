@@ -16,6 +16,7 @@ bytes accessed). ``other`` = step − the parts (embedding, residual adds, gradi
 plumbing, metrics).
 
     python tools/profile_step.py                     # writes bench_results/profile_step.json
+    python tools/profile_step.py --hlo-only --out bench_results/profile_step_hlo.json   # HLO counts only
 """
 
 import argparse
@@ -183,11 +184,17 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--out", default="bench_results/profile_step.json")
+    p.add_argument("--hlo-only", action="store_true",
+                   help="only compile each step and count its HLO ops (no timing: load-independent)")
     p.add_argument("overrides", nargs="*", metavar="key=value")
     args = p.parse_args(argv)
     results = []
     for arch in args.architectures:
-        results.append(profile(arch, args.repeats, args.rounds, args.overrides))
+        if args.hlo_only:
+            results.append({"architecture": arch, "overrides": list(args.overrides),
+                            "hlo": components(arch, args.overrides)[1]})
+        else:
+            results.append(profile(arch, args.repeats, args.rounds, args.overrides))
         print(json.dumps(results[-1]), flush=True)
         write_results(args.out, {"machine": machine_info(), "workload": WORKLOAD, "results": results})
     return 0
