@@ -270,7 +270,7 @@ def markdown(payload: dict, png_name: str, others: dict[str, dict] | None = None
     for p in pairs:
         lines.append(f"| {p['seq_len']} | {p['num_pairs']} | {p['width']} | {p['state_floats']:,} | "
                      f"{p['based']:.3f} | {p['pla']:.3f} | {p['difference']:+.3f} |")
-    lines += ["", "**Reading (as measured).** " + reading(payload),
+    lines += ["", "**Reading (as measured).** " + reading(payload, others or {}),
               "", f"Per-run results: `{PREFIX_DIR}/{PREFIX}_runs/*.json`; summary: `{PREFIX_DIR}/{PREFIX}.json`."]
     for folder, other in sorted((others or {}).items()):
         lines += ["", other_budget(folder, other)]
@@ -319,7 +319,7 @@ def partial(payload: dict) -> str:
     return "" if done == planned else f"**Partial: {done} of {planned} runs finished (the run was stopped).** "
 
 
-def reading(payload: dict) -> str:
+def reading(payload: dict, others: dict[str, dict]) -> str:
     """Plain statements derived from the numbers: what matched the papers and what did not."""
     summary, pairs = payload["summary"], payload["pla_vs_based"]
     out = []
@@ -328,8 +328,15 @@ def reading(payload: dict) -> str:
         mean = float(np.mean([p["difference"] for p in pairs]))
         verdict = ("PLA is above Based" if len(above) == len(pairs) else
                    "PLA is not above Based everywhere" if above else "PLA is not above Based anywhere")
-        out.append(f"{verdict}: higher in {len(above)} of {len(pairs)} (T, n, d) cells at equal state, by "
-                   f"{mean:+.3f} on average (the papers: PLA above causal linear attention at equal state).")
+        out.append(f"At {payload['settings']['steps']} steps {verdict}: higher in {len(above)} of {len(pairs)} "
+                   f"(T, n, d) cells at equal state, by {mean:+.3f} on average (the papers: PLA above causal linear "
+                   "attention at equal state).")
+    for folder, other in sorted(others.items()):
+        for p in other["pla_vs_based"]:
+            out.append(f"At {other['settings']['steps']} steps (`{folder}`, T={p['seq_len']}, n={p['num_pairs']}, "
+                       f"d={p['width']}) Based {p['based']:.3f} vs PLA {p['pla']:.3f}: "
+                       + ("PLA still above." if p["difference"] > 0 else
+                          "Based is above PLA — the shorter budget's ordering does not hold there."))
     settings = sorted({(r["seq_len"], r["num_pairs"]) for r in summary})
     for t, n in settings:
         cell = [r for r in summary if (r["seq_len"], r["num_pairs"]) == (t, n)]
