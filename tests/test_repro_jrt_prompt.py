@@ -32,7 +32,7 @@ def test_runs_end_to_end_resumes_and_rewrites_only_its_section(repro, tmp_path, 
     assert unit["model"] == "hawk" and unit["steps"] == 2 and unit["tokens"] == 2 * 2 * 64
     assert {t["task"] for t in unit["tasks"]} == {"squad", "kv"}
     assert all(0 <= t[k] <= 1 for t in unit["tasks"] for k in ("default", "twice"))
-    assert {e["task"] for e in unit["examples"]} == {"squad", "kv"} and unit["train_seconds"] > 0
+    assert {e["task"] for e in unit["sample_outputs"]} == {"squad", "kv"} and unit["train_seconds"] > 0
     row = summary["table"]["models"]["hawk"]
     assert row["gain"] == pytest.approx(row["twice"] - row["default"])
     assert summary["wall_seconds"] > 0 and summary["load_average"] and summary["reused_runs"] == 0

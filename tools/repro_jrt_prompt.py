@@ -109,7 +109,8 @@ def train_and_evaluate(args, model: str, seed: int) -> dict:
     return {**unit_settings(args, model, seed), "parameters": birdie_jax.count_parameters(run.model),
             "state_floats": _state_floats(run.model), "final_loss": final_loss,
             "tokens": args.steps * args.batch_size * args.seq_len, "train_seconds": round(train_s, 1),
-            "eval_seconds": round(time.time() - tick, 1), "tasks": result["tasks"], "examples": result["examples"]}
+            "eval_seconds": round(time.time() - tick, 1), "tasks": result["tasks"],
+            "sample_outputs": result["examples"]}
 
 
 def _training_record(run_dir: str) -> tuple[float, float]:
@@ -292,6 +293,13 @@ def _history_entry(summary: dict) -> dict:
             "wall_seconds": summary["wall_seconds"]}
 
 
+def _sample_outputs(unit: dict) -> list[dict]:
+    """A run's sample outputs; results saved by the first version of this script kept them under
+    ``examples`` (the key of the number of evaluation examples in the settings)."""
+    legacy = unit.get("examples")
+    return unit.get("sample_outputs", legacy if isinstance(legacy, list) else [])
+
+
 def _cell(text: str) -> str:
     """Text shown inside a markdown table cell (code span; pipes and backticks escaped)."""
     return "`" + text.replace("|", "\\|").replace("`", "'") + "`" if text.strip() else "(empty)"
@@ -305,7 +313,7 @@ def _gain(x: float, band: float) -> str:
     return f"{100 * x:+.1f} ± {100 * band:.1f}"
 
 
-def verdict(summary: dict) -> list[str]:
+def verdict(summary: dict, with_samples: bool = False) -> list[str]:
     """Plain sentences on what matched the paper and what did not, from the numbers alone."""
     t = summary["table"]
     models = t["models"]
@@ -332,8 +340,10 @@ def verdict(summary: dict) -> list[str]:
                          f"Transformer's default-prompt score ({_pct(b['twice'])} vs {_pct(tr['default'])}; the paper: "
                          "51.8 vs 47.8 at 1.3B/50B).")
     if all(r["default"] < 0.05 and r["twice"] < 0.05 for r in models.values()):
-        lines.append("- No model recalls the answers at this budget with either prompt: the miniature is below the "
-                     "scale where the effect can be seen (the paper: 360M–2.7B parameters trained on 10–50B tokens).")
+        lines.append("- **Not reproduced: no model recalls the answers at this budget with either prompt** (every score "
+                     "under 5 %), so there is no effect to compare; the miniature is below the scale where the effect "
+                     "can be seen (the paper: 360M–2.7B parameters trained on 10–50B tokens)."
+                     + (" The outputs above show what the models produce instead." if with_samples else ""))
     return lines
 
 
@@ -381,15 +391,18 @@ def markdown(summary: dict, history: list[dict], out: str) -> str:
         lines += ["", f"Mean gain over the recurrent models: **{100 * t['recurrent_gain']:+.1f} points**"
                   + (f"; the Transformer: **{100 * t['transformer_gain']:+.1f} points**."
                      if t["transformer_gain"] is not None else ".")]
-    lines += ["", "What the models answer (seed " + str(s["seeds"][0]) + ", the first evaluation example of each task; "
-              "the prompt's last characters, the gold answer, then the greedy output with the default prompt and with "
-              "JRT-Prompt):", "", "| model | prompt ends | gold | default prompt | JRT-Prompt |", "|---|---|---|---|---|"]
+    samples = []
     for unit in [u for u in summary["units"] if u["seed"] == s["seeds"][0]]:
         for task in TASK_LABELS:
-            e = next((x for x in unit.get("examples", []) if x["task"] == task), None)
+            e = next((x for x in _sample_outputs(unit) if x["task"] == task), None)
             if e is not None:
-                lines.append(f"| {LABELS[unit['model']]} | …{_cell(e['prompt_end'][-40:])} | {_cell(e['answers'][0])} | "
+                samples.append(f"| {LABELS[unit['model']]} | …{_cell(e['prompt_end'][-40:])} | {_cell(e['answers'][0])} | "
                              f"{_cell(e['default'][:32])} | {_cell(e['twice'][:32])} |")
+    if samples:
+        lines += ["", "What the models answer (seed " + str(s["seeds"][0]) + ", the first evaluation example of each "
+                  "task; the prompt's last characters, the gold answer, then the greedy output with the default prompt "
+                  "and with JRT-Prompt; models without a row were evaluated before the outputs were recorded):", "",
+                  "| model | prompt ends | gold | default prompt | JRT-Prompt |", "|---|---|---|---|---|", *samples]
     lines += ["", "Scores are *contains* in percent (mean over seeds); ± is the 95 % half-width of the gain from "
               f"{s['examples']} examples per task and seed (two-proportion standard error, an upper bound for these "
               "paired prompts). Error bars in the plot: min–max over seeds.", "",
@@ -400,7 +413,7 @@ def markdown(summary: dict, history: list[dict], out: str) -> str:
               + ". So in the paper the Transformer++ gains too (+10.0), and Based with JRT-Prompt beats the "
               "Transformer++ with the default prompt.", "",
               "### What matched and what did not (as measured)", ""]
-    lines += verdict(summary)
+    lines += verdict(summary, bool(samples))
     if len(history) > 1:
         lines += ["", "### What was tried", "",
                   "Every run of the script so far (`" + f"{rel}/{PREFIX}_history.json" + "`); the table above is the "
@@ -417,8 +430,9 @@ def markdown(summary: dict, history: list[dict], out: str) -> str:
             lines.append(f"| {h['finished']} | {hs['steps']} | {hs['width']} × {hs['layers']} | {hs['batch_size']} × "
                          f"{hs['seq_len']} | {hs['length']} | {hs['examples']} | " + " | ".join(cells)
                          + f" | {rg} | {tg} | {h['wall_seconds'] / 60:.1f} |")
-    lines += ["", "Scale: models of tens to hundreds of thousands of parameters trained for minutes on one CPU, "
-              "against the paper's 360M–2.7B models trained on 10–50B tokens and evaluated on real FDA, SWDE, "
+    sizes = [r["parameters"] for r in t["models"].values()]
+    lines += ["", f"Scale: models of {min(sizes):,}–{max(sizes):,} parameters trained on "
+              f"{s['steps'] * s['batch_size'] * s['seq_len'] / 1e6:.1f}M tokens on a shared 2-core CPU, against the paper's 360M–2.7B models trained on 10–50B tokens and evaluated on real FDA, SWDE, "
               "SQuAD, TriviaQA, NQ and Drop. Rerun with a larger budget by flags (`--steps`, `--width`, `--layers`, "
               "`--seeds`, `--models`, `--examples`; `--help`); `--markdown-only` rewrites this section from the "
               "JSON."]

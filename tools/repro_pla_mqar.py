@@ -127,6 +127,7 @@ def summarize(rows: list[dict]) -> list[dict]:
         accuracies = [g["accuracy"] for g in group]
         out.append({"seq_len": seq_len, "num_pairs": num_pairs, "model": model, "width": width,
                     "state_floats": group[0]["state_floats"], "parameters": group[0]["parameters"],
+                    "chance": group[0]["chance"],
                     "accuracy": float(np.mean(accuracies)), "accuracy_min": float(min(accuracies)),
                     "accuracy_max": float(max(accuracies)), "seeds": len(group)})
     return out
@@ -169,6 +170,8 @@ def plot(summary: list[dict], path: str) -> None:
             for r in rows:
                 ax.annotate(f"d={r['width']}", (r["state_floats"], r["accuracy"]), fontsize=6,
                             textcoords="offset points", xytext=(3, 3))
+        chance = next(r["chance"] for r in summary if (r["seq_len"], r["num_pairs"]) == (seq_len, num_pairs))
+        ax.axhline(chance, color="black", ls=":", lw=1, label="chance")
         ax.set_xscale("log")
         ax.set_xlabel("state (floats per sequence)")
         ax.set_title(f"MQAR T={seq_len}, n={num_pairs}")
@@ -189,7 +192,7 @@ def make_payload(argv: list[str], args, rows: list[dict], trained: int, start: f
                                                         "mqar_settings": [list(s) for s in args.settings]},
             "machine": {"jax": jax.__version__, "backend": jax.default_backend(), "cpu_count": os.cpu_count(),
                         "platform": platform.platform()},
-            "wall_s": round(time.time() - start, 1), "runs_planned": total, "runs_trained": trained,
+            "wall_s": round(time.time() - start, 1), "cpu_s": round(sum(os.times()[:2]), 1), "runs_planned": total, "runs_trained": trained,
             "runs_reused": len(rows) - trained,
             "load_average": {"min": min(LOADS), "max": max(LOADS), "mean": float(np.mean(LOADS))},
             "summary": summary, "pla_vs_based": pla_vs_based(summary), "runs": rows}
@@ -230,7 +233,9 @@ def markdown(payload: dict, png_name: str) -> str:
         f"({payload['runs_trained']} runs trained, {payload['runs_reused']} reused); 1-minute load average "
         f"{payload['load_average']['min']:.1f}–{payload['load_average']['max']:.1f} "
         f"(mean {payload['load_average']['mean']:.1f}); the runs' own train + eval times add up to "
-        f"{sum(r['train_s'] + r['eval_s'] for r in payload['runs']) / 60:.1f} min. The machine was shared with "
+        f"{sum(r['train_s'] + r['eval_s'] for r in payload['runs']) / 60:.1f} min"
+        + (f", the process used {payload['cpu_s'] / 60:.1f} CPU-minutes" if "cpu_s" in payload else "")
+        + ". The machine was shared with "
         "other engineers' jobs, so times are inflated.",
         "",
         f"![accuracy vs state size]({PREFIX_DIR}/{png_name})",
@@ -294,11 +299,23 @@ def reading(payload: dict) -> str:
                           for r in cell}.items(), key=lambda kv: -kv[1])
         out.append(f"T={t}, n={n}: best {best['model']} (d={best['width']}) at {best['accuracy']:.3f}; "
                    "best per model " + ", ".join(f"{m} {a:.3f}" for m, a in ranking) + ".")
+    at_chance = sorted({r["model"] for r in summary} - {r["model"] for r in summary if r["accuracy"] >= 2 * r["chance"]})
+    if at_chance:
+        out.append(", ".join(at_chance) + " stayed below twice chance at every width and setting: they did not "
+                   "learn recall within this budget, so their points say nothing of their state–recall frontier.")
     attention = [r for r in summary if r["model"] == "attention"]
     if attention:
         worst = min(r["accuracy"] for r in attention)
         out.append("Attention near 1.0 everywhere (the papers' expectation): "
                    + ("matched" if worst >= 0.9 else f"not matched at this budget (lowest {worst:.3f})") + ".")
+    if pairs and any(p["difference"] > 0 for p in pairs):
+        out.append("PLA has the same state but more parameters (the prefix term's own key and value projections; "
+                   "see the table). An earlier check with its own training loop "
+                   "(`tools/mqar_jrt.py`, removed: Adam β2 0.98, no gradient clipping, no [BG] token, fresh examples "
+                   "every step; T = 64, n = 4, d = 64, 300 steps) saw Based's recall take off within 200 steps and "
+                   "end above PLA, which rose faster at first and then flattened: with one seed and one learning "
+                   "rate per point, these results show PLA learning recall faster than Based at equal state, not a "
+                   "higher ceiling.")
     out.append("This is a short, single-learning-rate budget (the papers sweep the learning rate and train "
                "tens of epochs of 20k–100k examples), so the numbers say which models learn recall fastest at "
                "this size, not where each saturates; rerun with more `--steps`, `--widths`, `--settings` and "
@@ -331,6 +348,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.markdown_only:
         with open(summary_path) as f:
             payload = json.load(f)
+        payload["summary"] = summarize(payload["runs"])  # derived from the runs (the format may have grown)
+        payload["pla_vs_based"] = pla_vs_based(payload["summary"])
+        write_json(summary_path, payload)
         plot(payload["summary"], png_path)
         write_section("repro_pla_mqar", markdown(payload, os.path.basename(png_path)), args.page)
         return 0
