@@ -15,6 +15,8 @@ all layers; attention: the keys and values of the T tokens).
     python tools/repro_pla_mqar.py                      # the documented run (< 30 min on 2 cores)
     python tools/repro_pla_mqar.py --steps 2000 --widths 32 64 128 --settings 64:4 128:8 256:16 --seeds 0 1
     python tools/repro_pla_mqar.py --markdown-only      # redraw the plot and rewrite the section from the JSON
+    python tools/repro_pla_mqar.py --models based pla --steps 1000 --out docs/reproductions/pla_mqar_steps1000 \
+        --page /tmp/scratch.md                          # another budget: a subsection of the next rewrite
 
 Resumable: every finished (model, width, T, n, seed) run leaves ``pla_mqar_runs/<name>.json`` in
 ``--out`` and a rerun with the same settings reuses it. Writes ``pla_mqar.json`` and
@@ -22,6 +24,7 @@ Resumable: every finished (model, width, T, n, seed) run leaves ``pla_mqar_runs/
 """
 
 import argparse
+import glob
 import json
 import os
 import platform
@@ -202,7 +205,7 @@ def command_line(argv: list[str]) -> str:
     return " ".join(["python", "tools/repro_pla_mqar.py", *argv])
 
 
-def markdown(payload: dict, png_name: str) -> str:
+def markdown(payload: dict, png_name: str, others: dict[str, dict] | None = None) -> str:
     s, summary, pairs = payload["settings"], payload["summary"], payload["pla_vs_based"]
     settings = sorted({(r["seq_len"], r["num_pairs"]) for r in summary})
     lines = [
@@ -269,10 +272,46 @@ def markdown(payload: dict, png_name: str) -> str:
                      f"{p['based']:.3f} | {p['pla']:.3f} | {p['difference']:+.3f} |")
     lines += ["", "**Reading (as measured).** " + reading(payload),
               "", f"Per-run results: `{PREFIX_DIR}/{PREFIX}_runs/*.json`; summary: `{PREFIX_DIR}/{PREFIX}.json`."]
+    for folder, other in sorted((others or {}).items()):
+        lines += ["", other_budget(folder, other)]
     return "\n".join(lines)
 
 
 PREFIX_DIR = "reproductions"
+
+
+def other_budgets(out: str) -> dict[str, dict]:
+    """Summaries of other budgets run into ``OUT/pla_mqar_<label>/`` (``--out`` there), by folder name."""
+    found = {}
+    for path in sorted(glob.glob(os.path.join(out, f"{PREFIX}_*", f"{PREFIX}.json"))):
+        with open(path) as f:
+            found[os.path.basename(os.path.dirname(path))] = json.load(f)
+    return found
+
+
+def other_budget(folder: str, payload: dict) -> str:
+    """A short subsection for a run with another budget: its command, PLA − Based table and wall time."""
+    s = payload["settings"]
+    lines = [f"### Another budget: `{folder}`", "", partial(payload) +
+             f"{s['steps']} steps of {s['batch_size']} (lr {s['learning_rate']}, warmup {s['warmup']}), models "
+             f"{', '.join(s['models'])}, seeds {s['seeds']}; wall time {payload['wall_s'] / 60:.1f} min, load average "
+             f"{payload['load_average']['mean']:.1f} (shared machine); files in `{PREFIX_DIR}/{folder}/`.", "",
+             "```", payload["command"], "```", "",
+             "| model | d | state floats | " + " | ".join(f"T={t}, n={n}" for t, n in s["mqar_settings"]) + " |",
+             "|---|---|---|" + "---|" * len(s["mqar_settings"])]
+    for r0 in [r for r in payload["summary"] if [r["seq_len"], r["num_pairs"]] == s["mqar_settings"][0]]:
+        cells = []
+        for t, n in s["mqar_settings"]:
+            match = [r for r in payload["summary"] if (r["model"], r["width"], r["seq_len"], r["num_pairs"]) ==
+                     (r0["model"], r0["width"], t, n)]
+            cells.append(f"{match[0]['accuracy']:.3f}" if match else "–")
+        lines.append(f"| {r0['model']} | {r0['width']} | {r0['state_floats']:,} | " + " | ".join(cells) + " |")
+    pairs = payload["pla_vs_based"]
+    if pairs:
+        above = sum(p["difference"] > 0 for p in pairs)
+        lines += ["", f"PLA above Based in {above} of {len(pairs)} cells at equal state (mean PLA − Based "
+                      f"{np.mean([p['difference'] for p in pairs]):+.3f})."]
+    return "\n".join(lines)
 
 
 def partial(payload: dict) -> str:
@@ -352,7 +391,8 @@ def main(argv: list[str] | None = None) -> int:
         payload["pla_vs_based"] = pla_vs_based(payload["summary"])
         write_json(summary_path, payload)
         plot(payload["summary"], png_path)
-        write_section("repro_pla_mqar", markdown(payload, os.path.basename(png_path)), args.page)
+        write_section("repro_pla_mqar", markdown(payload, os.path.basename(png_path), other_budgets(args.out)),
+                      args.page)
         return 0
 
     start = time.time()
@@ -382,7 +422,8 @@ def main(argv: list[str] | None = None) -> int:
     payload = make_payload(argv, args, rows, trained, start, total)
     write_json(summary_path, payload)
     plot(payload["summary"], png_path)
-    write_section("repro_pla_mqar", markdown(payload, os.path.basename(png_path)), args.page)
+    write_section("repro_pla_mqar", markdown(payload, os.path.basename(png_path), other_budgets(args.out)),
+                  args.page)
     log(f"wrote {summary_path}, {png_path} and the repro_pla_mqar section of {args.page}")
     return 0
 
