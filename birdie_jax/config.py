@@ -40,6 +40,8 @@ EMBED_SCALES = ("sqrt_d", "sqrt_d_bf16", "none")
 #: Fields whose string "none" is one of their choices, not YAML's null (a saved config must reload as written:
 #: ``model.embed_scale: none`` read back as null would become the architecture default).
 NONE_IS_A_CHOICE = frozenset({"model.embed_scale"})
+# model.remat: "none", "full" (save only each layer's inputs) or a jax.checkpoint_policies name.
+REMAT_POLICIES = ("none", "full", "nothing_saveable", "dots_saveable", "dots_with_no_batch_dims_saveable")
 
 
 def _check_choice(field: str, value: Any, choices: Sequence[str]) -> None:
@@ -141,6 +143,15 @@ class ModelConfig:
       rotary_fraction: ``swa`` only: RoPE turns the first int(head_dim · fraction) channels of
         each head (half-split inside them) and leaves the rest (RecurrentGemma: 0.5).
       attention_out_bias: ``swa`` only: a bias on the output projection (as in RecurrentGemma).
+      scan_layers: store the layers' parameters stacked (leading layer axis) and run them with
+        one ``jax.lax.scan``, so compile time stays flat with depth. The scanned unit is the
+        layer pattern's period (mixer, MLP, bidirectional: 1 for a plain model, 2 with
+        ``bidirectional: alternate``); it must divide ``n_layers``. Same values as unrolled
+        layers; parameters are named per layer on export (``blocks.i.``), but checkpoints hold
+        the stacked layout, so a run cannot switch this on resume.
+      remat: rematerialise each layer in the backward pass: ``none``, ``full`` (keep only the
+        layer's input) or a ``jax.checkpoint_policies`` name (``dots_saveable`` keeps matmul
+        outputs; ``dots_with_no_batch_dims_saveable``; ``nothing_saveable``). Same gradients.
     """
 
     architecture: str = "hawk"
@@ -187,6 +198,8 @@ class ModelConfig:
     n_kv_heads: int | None = None
     rotary_fraction: float = 1.0
     attention_out_bias: bool = False
+    scan_layers: bool = False
+    remat: str = "none"
 
     def __post_init__(self):
         _check_choice("model.architecture", self.architecture, ARCHITECTURES)
@@ -223,6 +236,13 @@ class ModelConfig:
         self._check_layers()
         self._check_conversion_options()
         self._check_local_attention_options()
+        _check_choice("model.remat", self.remat, REMAT_POLICIES)
+        if self.scan_layers and self.n_layers % self.layer_period():
+            kinds = ", ".join(f"{m}{'+mlp' if mlp else ''}{' (bidirectional)' if bi else ''}"
+                              for m, mlp, bi in map(self.layer_kind, range(self.layer_period())))
+            raise ConfigError(f"model.scan_layers=true needs a layer pattern that repeats evenly, but the pattern "
+                              f"[{kinds}] ({self.layer_period()} layers) does not divide model.n_layers="
+                              f"{self.n_layers}; set model.scan_layers=false or make n_layers a multiple")
 
     def _check_mamba2_heads(self) -> None:
         inner = self.mamba_expand * self.d_model
@@ -267,6 +287,17 @@ class ModelConfig:
         if self.layers is None:
             return ARCHITECTURE_HAS_MLP[self.architecture]
         return self.layers[index % len(self.layers)].endswith("+mlp")
+
+    def layer_kind(self, index: int) -> tuple[str, bool, bool]:
+        """(mixer, has MLP, bidirectional) of layer ``index``: layers of one kind share a structure."""
+        return self.layer_mixer(index), self.layer_has_mlp(index), self.layer_is_bidirectional(index)
+
+    def layer_period(self) -> int:
+        """The smallest p with layer i of the same kind as layer i − p for every i (``scan_layers``
+        scans groups of p layers); n_layers when the pattern does not repeat."""
+        kinds = [self.layer_kind(i) for i in range(self.n_layers)]
+        return next(p for p in range(1, self.n_layers + 1)
+                    if all(kinds[i] == kinds[i - p] for i in range(p, self.n_layers)))
 
     def uses_mixer(self, name: str) -> bool:
         """Whether any layer's mixer is ``name`` (e.g. ``pla``: the model reads prompts as prefixes)."""

@@ -78,6 +78,11 @@ def test_script_runs_resumes_and_rewrites_only_its_section(tmp_path):
     assert script.main(["--markdown-only", "--out", str(out), "--page", str(page)]) == 0
     assert "Partial: 2 of 3 runs" in page.read_text()
 
+    (out / "pla_mqar_more").mkdir()  # another budget run into OUT/pla_mqar_<label>/ gets its own subsection
+    (out / "pla_mqar_more" / "pla_mqar.json").write_text((out / "pla_mqar.json").read_text())
+    assert script.main(["--markdown-only", "--out", str(out), "--page", str(page)]) == 0
+    assert "Another budget: `pla_mqar_more`" in page.read_text() and "PLA above Based in" in page.read_text()
+
 
 def test_script_rejects_a_malformed_setting(capsys):
     with pytest.raises(SystemExit) as exit_info:

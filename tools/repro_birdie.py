@@ -318,13 +318,14 @@ def markdown(payload: dict, out: str) -> str:
         f"Command: `{payload['command']}` — written from `{rel}/birdie_results.json`; "
         f"`--markdown-only` redraws the plots and rewrites this section from it.", "",
         f"Measured: **{payload['wall_seconds'] / 60:.1f} minutes** of wall time on {m['cpu_count']} CPU cores "
-        f"(jax {m['jax']}, {m['backend']}), {payload['cpu_seconds'] / 60:.1f} CPU-minutes, load average "
+        f"(jax {m['jax']}, {m['backend']}), {payload['cpu_seconds'] / 60:.1f} CPU-minutes (what it needs on a quiet "
+        f"machine is at most about that many minutes), load average "
         f"{payload['load_average'][0]:.1f}–{payload['load_average'][1]:.1f} while it ran: the machine was shared with "
         "other engineers' jobs, so the wall time is an upper bound of what the run needs alone"
         + (f". {payload['reused_runs']} of {len(payload['runs'])} runs were reused from an earlier invocation's "
            f"cache; when computed, the runs took {payload['run_seconds_total'] / 60:.1f} minutes of wall time in all."
            if payload["reused_runs"] else "."), "",
-        "**Setup.** " + f"{' and '.join(ARCH_NAMES[a] for a in s['archs'])}, d_model {s['d_model']}, {s['layers']} layers, state {s['state_dim']}; "
+        "**Setup.** " + f"{' and '.join(ARCH_NAMES[a] for a in s['archs'])}, d_model {s['d_model']}, {s['layers']} layers, state width {s['state_dim']}; "
         f"every run {s['steps']} steps × batch {s['batch_size']} × {s['seq_len']} tokens = {s['tokens_per_run']:,} "
         f"tokens (context and target tokens both count, as in the paper), peak learning rate {s['lr']}, seeds "
         f"{', '.join(map(str, s['seeds']))}. Corpus `data.corpus: mix` with `data.mix: {s['mix']}` (shares of "
@@ -338,8 +339,9 @@ def markdown(payload: dict, out: str) -> str:
         f"digit accuracy on {s['eval_examples']} books per k ∈ {{{', '.join(map(str, ks))}}} of "
         f"{s['entries'][0]}–{s['entries'][1]} entries (random ≈ 10 %); SQuAD-style QA on {s['eval_examples']} "
         f"passages of ~{s['qa_length']} characters (contains / F1); story infilling on {s['infilling_items']} items "
-        "(chance 25 %). QA and infilling passages come from built-in text each run held out. The evaluation sets are "
-        "fixed (seed 0) and the same for every model.", "",
+        "(chance 25 %). The books are the same for every model (seed 0); the QA and infilling items are drawn (seed 0) "
+        "from the built-in text the run held out, which follows the run's seed: the same items for every model of "
+        "one seed. The evaluation sets were fixed before any result was seen.", "",
         "Each cell: mean over seeds (per-seed values).", "",
         "| model | " + " | ".join(f"phonebook k={k}" for k in ks)
         + " | phonebook mean | SQuAD contains | SQuAD F1 | infilling | final train loss |",
@@ -380,11 +382,24 @@ def _reading(payload: dict) -> list[str]:
         for claim in dict.fromkeys(c["claim"] for c in rows):
             parts = []
             for c in (c for c in rows if c["claim"] == claim):
-                verdict = ("holds in every seed" if c["holds_every_seed"] else "holds on the mean only"
-                           if c["holds_on_mean"] else "does not hold")
-                noise = ", within the seed spread" if c["within_spread"] else ""
+                if c["paired_gaps"] and all(d == 0 for d in c["paired_gaps"]):
+                    verdict = "ties (equal in every seed)"
+                else:
+                    verdict = ("holds in every seed" if c["holds_every_seed"] else "holds on the mean only"
+                               if c["holds_on_mean"] else "does not hold")
+                noise = ", within the seed spread" if c["within_spread"] and c["gap"] != 0 else ""
                 parts.append(f"{METRICS[c['metric']].split(' (')[0]} {verdict} ({c['gap']:+.3f}{noise})")
             out.append(f"  - {claim}: " + "; ".join(parts) + ".")
+    runs = payload["runs"]
+    silent = sorted({f"{r['arch']} {LABELS[r['variant']]}" for r in runs if r["phonebook"] == 0}
+                    - {f"{r['arch']} {LABELS[r['variant']]}" for r in runs if r["phonebook"] > 0})
+    out += ["", f"In plain words: {sum(r['phonebook'] == 0 for r in runs)} of {len(runs)} runs scored exactly 0 on the "
+            "phonebook (no aligned digit right; e.g. no digits written at all)"
+            + (f"; every run of {', '.join(silent)} did" if silent else "") + ". "
+            + ("No run answered a QA question (SQuAD contains 0 everywhere). "
+               if all(r["squad_contains"] == 0 for r in runs) else "")
+            + "Infilling accuracies lie between "
+            f"{min(r['infilling'] for r in runs):.2f} and {max(r['infilling'] for r in runs):.2f} (chance 0.25)."]
     pb = [e["phonebook"]["max"] for e in payload["summary"].values()]
     best = max(payload["summary"].items(), key=lambda kv: kv[1]["phonebook"]["mean"])
     out += ["", f"Best phonebook digit accuracy: {best[0].replace('/', ' ')} at {best[1]['phonebook']['mean']:.3f}; "
@@ -393,7 +408,9 @@ def _reading(payload: dict) -> list[str]:
         out.append("No run reached 0.20 digit accuracy (random ≈ 0.10; a run that writes no digits scores 0), so no "
                    "model learned retrieval at this budget and the phonebook orderings above compare noise, not "
                    "recall: the miniature does not reproduce Fig. 1's separation. Rerun with a larger budget "
-                   "(`--steps`, `--d-model`, `--layers`, `--seeds`) to test it.")
+                   "(`--steps`, `--d-model`, `--layers`, `--seeds`) to test it."
+                   + ("" if payload.get("tried") else " Tried for this page: this budget only (the setup above); "
+                      "a rerun with other flags lists this one below as tried."))
     return out
 
 

@@ -20,6 +20,8 @@ Every leaf of the parameters (an ``nnx.State``) and of the optimizer state gets 
 
    A dim is only split when the ``tensor`` size divides it; otherwise that leaf is not
    tensor-sharded (always correct; XLA moves data as needed).
+   A scanned model's stacked leaves (``model.scan_layers``) keep their leading layer axis
+   unsharded; both rules apply to the remaining dims.
 2. **FSDP** (mesh axis ``fsdp``): every leaf of 2 or more dims has its largest remaining
    dim that the ``fsdp`` size divides sharded over ``fsdp`` (ties: the first); 0-D/1-D
    leaves (norm scales, biases, counts) and leaves with no divisible dim are replicated.
@@ -42,6 +44,7 @@ import jax
 from jax.sharding import NamedSharding, PartitionSpec
 
 from birdie_jax.distributed.mesh import BATCH_AXES
+from birdie_jax.models.layer_scan import STACKED_ATTRIBUTE
 
 # Parameter leaf names that are only a Variable wrapper's attribute, not a module name.
 _WRAPPER_KEYS = ("value", "raw_value")
@@ -118,7 +121,13 @@ def _tensor_dim(names: tuple[str, ...], ndim: int, rules: ShardingRules) -> int 
 
 def leaf_spec(names: tuple[str, ...], shape: tuple[int, ...], sizes: Mapping[str, int],
               rules: ShardingRules = DEFAULT_RULES) -> PartitionSpec:
-    """The ``PartitionSpec`` of one parameter leaf (path ``names``, ``shape``) on a mesh of ``sizes``."""
+    """The ``PartitionSpec`` of one parameter leaf (path ``names``, ``shape``) on a mesh of ``sizes``.
+
+    A leaf of a scanned model (``model.scan_layers``: under ``stacked_blocks``, leading layer
+    axis) keeps that axis unsharded and gets its layer's spec on the other dims."""
+    if STACKED_ATTRIBUTE in names and shape:
+        inner = leaf_spec(tuple(n for n in names if n != STACKED_ATTRIBUTE), tuple(shape[1:]), sizes, rules)
+        return PartitionSpec(None, *inner) if len(inner) else PartitionSpec()
     entries: list[str | None] = [None] * len(shape)
     tensor = int(sizes.get("tensor", 1))
     if tensor > 1:

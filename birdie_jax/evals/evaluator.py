@@ -23,7 +23,7 @@ def has_attention(model) -> bool:
     """Whether some layer keeps a KV cache (its context is bounded by ``model.max_len``)."""
     from birdie_jax.models.attention import Attention  # noqa: PLC0415
 
-    return any(isinstance(block.mixer, Attention) for block in model.blocks)
+    return any(isinstance(block.mixer, Attention) for block in model.layer_blocks())
 
 
 @dataclasses.dataclass

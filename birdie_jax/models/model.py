@@ -17,9 +17,11 @@ from birdie_jax.models.gated_ssm import GatedSSM
 from birdie_jax.models.gated_conv import GatedConv
 from birdie_jax.models.gated_ssm_plus import GatedSSMPlus
 from birdie_jax.models.hawk import HawkMixer
+from birdie_jax.models.layer_scan import call_block, scan_blocks, scan_blocks_step, stack_blocks
 from birdie_jax.models.layers import RMSNorm, dtype_of, make_mlp
 from birdie_jax.models.linear_attention import based, prefix_linear_attention
 from birdie_jax.models.sliding_window import SlidingWindowAttention
+from birdie_jax.models.token_matmul import TokenLinear, tied_logits
 from birdie_jax.array_types import Array, Hidden, HiddenStep, Logits, PrefixMask, SegmentIds, Tokens
 
 def _mamba2(cfg: ModelConfig, rngs: nnx.Rngs, *, bidirectional: bool = False):
@@ -83,17 +85,26 @@ class LanguageModel(nnx.Module):
         self.embed = nnx.Embed(cfg.vocab_size, cfg.d_model, dtype=dtype_of(cfg.dtype),
                                param_dtype=dtype_of(cfg.param_dtype),
                                embedding_init=nnx.initializers.normal(cfg.init_std), rngs=rngs)
-        self.blocks = nnx.List([Block(cfg, rngs, bidirectional=cfg.layer_is_bidirectional(i),
-                                      mixer=cfg.layer_mixer(i), mlp=cfg.layer_has_mlp(i))
-                                for i in range(cfg.n_layers)])
+        blocks = [Block(cfg, rngs, bidirectional=cfg.layer_is_bidirectional(i), mixer=cfg.layer_mixer(i),
+                        mlp=cfg.layer_has_mlp(i)) for i in range(cfg.n_layers)]
+        if cfg.scan_layers:  # parameters stacked per position of the layer period (models/layer_scan.py)
+            self.stacked_blocks = stack_blocks(blocks, cfg.layer_period())
+        else:
+            self.blocks = nnx.List(blocks)
         self.final_norm = RMSNorm(cfg.d_model, eps=cfg.norm_eps, param_dtype=dtype_of(cfg.param_dtype))
-        self.head = None if cfg.tie_embeddings else nnx.Linear(
+        self.head = None if cfg.tie_embeddings else TokenLinear(
             cfg.d_model, cfg.vocab_size, use_bias=False, dtype=dtype_of(cfg.dtype),
             param_dtype=dtype_of(cfg.param_dtype), kernel_init=nnx.initializers.normal(cfg.d_model**-0.5), rngs=rngs)
 
     def init_state(self, batch_size: int, cache_len: int | None = None) -> list[dict]:
         """Zero state for every layer (attention caches hold ``cache_len`` tokens)."""
-        return [block.mixer.init_state(batch_size, cache_len) for block in self.blocks]
+        return [block.mixer.init_state(batch_size, cache_len) for block in self.layer_blocks()]
+
+    def layer_blocks(self) -> list[Block]:
+        """The Block of each layer; a scanned model's share modules (stacked parameters, same mixer kind)."""
+        if not self.cfg.scan_layers:
+            return list(self.blocks)
+        return [self.stacked_blocks[i % len(self.stacked_blocks)] for i in range(self.cfg.n_layers)]
 
     def embed_tokens(self, tokens: Tokens) -> Hidden:
         x = self.embed(tokens)
@@ -103,8 +114,7 @@ class LanguageModel(nnx.Module):
     def logits(self, x: Array) -> Array:
         x = self.final_norm(x)
         if self.head is None:
-            out = jnp.einsum("...d,vd->...v", x, self.embed.embedding[...].astype(x.dtype),
-                             preferred_element_type=jnp.float32)
+            out = tied_logits(x, self.embed.embedding[...])
         else:
             out = self.head(x)
         out = out.astype(jnp.float32)
@@ -139,13 +149,17 @@ class LanguageModel(nnx.Module):
             raise ValueError(f"segment_ids has shape {segment_ids.shape}, tokens {x.shape[:2]}")
         if prefix_mask is not None and prefix_mask.shape != x.shape[:2]:
             raise ValueError(f"prefix_mask has shape {prefix_mask.shape}, tokens {x.shape[:2]}")
-        states = state if state is not None else [None] * len(self.blocks)
-        if len(states) != len(self.blocks):
-            raise ValueError(f"state has {len(states)} layers, the model has {len(self.blocks)}")
-        new_states = []
-        for block, layer_state in zip(self.blocks, states):
-            x, layer_state = block(x, segment_ids=segment_ids, prefix_mask=prefix_mask, state=layer_state)
-            new_states.append(layer_state)
+        if state is not None and len(state) != self.cfg.n_layers:
+            raise ValueError(f"state has {len(state)} layers, the model has {self.cfg.n_layers}")
+        if self.cfg.scan_layers:
+            x, new_states = scan_blocks(self.stacked_blocks, x, segment_ids=segment_ids, prefix_mask=prefix_mask,
+                                        states=state, remat=self.cfg.remat)
+        else:
+            new_states = []
+            for block, layer_state in zip(self.blocks, state if state is not None else [None] * len(self.blocks)):
+                x, layer_state = call_block(block, x, segment_ids=segment_ids, prefix_mask=prefix_mask,
+                                            state=layer_state, remat=self.cfg.remat)
+                new_states.append(layer_state)
         out = (self.logits(x),)
         if return_state:
             out += (new_states,)
@@ -157,6 +171,9 @@ class LanguageModel(nnx.Module):
         """One decoding step: token int[b] → (logits float32[b v], new state)."""
         check_token_ids(token, self.cfg.vocab_size)
         x = self.embed_tokens(token)
+        if self.cfg.scan_layers:
+            x, new_states = scan_blocks_step(self.stacked_blocks, x, state)
+            return self.logits(x), new_states
         new_states = []
         for block, layer_state in zip(self.blocks, state):
             x, layer_state = block.step(x, layer_state)
