@@ -6,6 +6,7 @@ from flax import nnx
 
 from birdie_jax.config import ModelConfig
 from birdie_jax.array_types import Array, Hidden, SegmentIds
+from birdie_jax.models.token_matmul import TokenLinear
 
 
 def dtype_of(name: str) -> jnp.dtype:
@@ -25,8 +26,8 @@ class RMSNorm(nnx.Module):
         return (normed * self.scale[...].astype(jnp.float32)).astype(x.dtype)
 
 
-def dense(cfg: ModelConfig, d_in: int, d_out: int, rngs: nnx.Rngs, *, bias: bool = False, scale: float = 1.0) -> nnx.Linear:
-    """A linear layer in the config's compute/parameter dtypes.
+def dense(cfg: ModelConfig, d_in: int, d_out: int, rngs: nnx.Rngs, *, bias: bool = False, scale: float = 1.0) -> TokenLinear:
+    """A linear layer in the config's compute/parameter dtypes (an ``nnx.Linear`` run as one 2-D matmul).
 
     ``init: fan_in``: truncated normal with variance ``scale``/fan-in. ``init: normal``:
     N(0, init_std); the layers that shrink their init for depth (``scale`` ≠ 1: the
@@ -37,7 +38,7 @@ def dense(cfg: ModelConfig, d_in: int, d_out: int, rngs: nnx.Rngs, *, bias: bool
         kernel_init = nnx.initializers.normal(std)
     else:
         kernel_init = nnx.initializers.variance_scaling(scale, "fan_in", "truncated_normal")
-    return nnx.Linear(
+    return TokenLinear(
         d_in,
         d_out,
         use_bias=bias,

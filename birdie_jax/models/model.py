@@ -21,6 +21,7 @@ from birdie_jax.models.layer_scan import call_block, scan_blocks, scan_blocks_st
 from birdie_jax.models.layers import RMSNorm, dtype_of, make_mlp
 from birdie_jax.models.linear_attention import based, prefix_linear_attention
 from birdie_jax.models.sliding_window import SlidingWindowAttention
+from birdie_jax.models.token_matmul import TokenLinear, tied_logits
 from birdie_jax.array_types import Array, Hidden, HiddenStep, Logits, PrefixMask, SegmentIds, Tokens
 
 def _mamba2(cfg: ModelConfig, rngs: nnx.Rngs, *, bidirectional: bool = False):
@@ -91,7 +92,7 @@ class LanguageModel(nnx.Module):
         else:
             self.blocks = nnx.List(blocks)
         self.final_norm = RMSNorm(cfg.d_model, eps=cfg.norm_eps, param_dtype=dtype_of(cfg.param_dtype))
-        self.head = None if cfg.tie_embeddings else nnx.Linear(
+        self.head = None if cfg.tie_embeddings else TokenLinear(
             cfg.d_model, cfg.vocab_size, use_bias=False, dtype=dtype_of(cfg.dtype),
             param_dtype=dtype_of(cfg.param_dtype), kernel_init=nnx.initializers.normal(cfg.d_model**-0.5), rngs=rngs)
 
@@ -113,8 +114,7 @@ class LanguageModel(nnx.Module):
     def logits(self, x: Array) -> Array:
         x = self.final_norm(x)
         if self.head is None:
-            out = jnp.einsum("...d,vd->...v", x, self.embed.embedding[...].astype(x.dtype),
-                             preferred_element_type=jnp.float32)
+            out = tied_logits(x, self.embed.embedding[...])
         else:
             out = self.head(x)
         out = out.astype(jnp.float32)

@@ -18,6 +18,14 @@ the intra-chunk decay is masked to doc_l == doc_s, a chunk state sums only the c
 last document, the carry crosses a chunk only if no document starts inside it, and Y_off
 reaches only the tokens that continue the document entering the chunk.
 
+Layout (issue 18: XLA's CPU backend materialises a transpose around every contraction
+whose operands are not stored as a batched [m k]·[k n] product, and reduces over a
+non-minor axis ~25× slower than a matmul does): groups are folded into the rows, (rows,
+chunks) are merged into one leading axis z so every tensor is at most 4-D, x is moved to
+head-major once for the intra-chunk product, chunk states are [z n (r p)] so both B·X
+and C·H are plain batched matmuls over the token-major x, and the segment sums are one
+2-D matmul along the contiguous axis.
+
 Matmuls run at the default precision (TF32 for float32 on recent GPUs, as upstream's
 kernels); wrap a call in ``jax.default_matmul_precision("highest")`` for full fp32.
 
@@ -37,14 +45,17 @@ _F32 = jnp.float32
 def segsum(a: jax.Array) -> jax.Array:
     """Stable segment sum: a [..., q] → [..., q, q] with out[i, j] = Σ_{k=j+1..i} a_k (i ≥ j), −inf (i < j).
 
-    Built as M[i, j] = a_i kept strictly below the diagonal, then a cumulative sum over i,
-    so each entry is a direct sum of a's (no cancellation).
+    Row i keeps a_k for k ≤ i (M[i, k]); out[i, j] = Σ_{k>j} M[i, k] is then one 2-D matmul of
+    M (rows: every leading index and i) with the strictly-lower 0/1 matrix, so each entry is
+    a direct sum of a's (no cancellation: the products are exact, and ``HIGHEST`` keeps a GPU
+    from rounding the a's to TF32) and the sum runs along the contiguous axis.
     """
     q = a.shape[-1]
-    below = jnp.tril(jnp.ones((q, q), bool), k=-1)
-    m = jnp.where(below, a[..., :, None], 0.0)
-    out = jnp.cumsum(m, axis=-2)
-    return jnp.where(jnp.tril(jnp.ones((q, q), bool)), out, -jnp.inf)
+    upto = jnp.tril(jnp.ones((q, q), bool))  # [i, k]: k ≤ i
+    rows = jnp.where(upto, a[..., None, :], 0.0).reshape(-1, q)  # [(... i), k]
+    after = jnp.tril(jnp.ones((q, q), a.dtype), k=-1)  # [k, j]: k > j
+    out = jnp.matmul(rows, after, precision=lax.Precision.HIGHEST).reshape(*a.shape, q)
+    return jnp.where(upto, out, -jnp.inf)
 
 
 def _exclusive_reverse_cumsum(a: jax.Array, axis: int) -> jax.Array:
@@ -76,6 +87,76 @@ def pad_to_chunks(x, dt, B, C, reset, q: int):
     return chunks, x32, dt32, b32, c32, _pad_time(reset, pad)
 
 
+@jax.custom_vjp
+def _scale_by_heads(scores: jax.Array, decay: jax.Array) -> jax.Array:
+    """scores [z l s] (shared by the heads) ⊙ decay [z r l s] → [z r l s].
+
+    Its VJP sums over heads with an einsum (a dot): the plain broadcast's reduction over a
+    non-minor axis is ~25× slower in XLA's CPU backend.
+    """
+    return scores[:, None] * decay
+
+
+def _scale_by_heads_fwd(scores, decay):
+    return scores[:, None] * decay, (scores, decay)
+
+
+def _scale_by_heads_bwd(residuals, g):
+    scores, decay = residuals
+    return jnp.einsum("zrls,zrls->zls", g, decay), g * scores[:, None]
+
+
+_scale_by_heads.defvjp(_scale_by_heads_fwd, _scale_by_heads_bwd)
+
+
+def _ssd_one_group(xs, a_bar, b_in, c_in, doc, doc_entering, h0, q: int):
+    """The chunked SSD for one group of heads (groups folded into the rows).
+
+    xs = dt·x [y c s r p], a_bar = dt·A [y c s r], b_in/c_in [y c s n], doc [y c s] (document
+    numbers), doc_entering [y c] (the document of the carry entering each chunk), h0 [y n r p]
+    → (y [y c l r p], final state [y n r p]); y = rows (batch · groups).
+    Every contraction is a batched matmul over the merged rows z = (y, c) (module docstring).
+    """
+    rows, chunks, _, heads, width = xs.shape
+    size = b_in.shape[-1]
+    z = rows * chunks
+    xs, a_bar = xs.reshape(z, q, heads, width), a_bar.reshape(z, q, heads)
+    b_in, c_in, doc = b_in.reshape(z, q, size), c_in.reshape(z, q, size), doc.reshape(z, q)
+    doc_entering = doc_entering.reshape(z)
+    doc_last = doc[:, -1]
+
+    with jax.named_scope("ssd_intra_chunk"):
+        same_doc = (doc[:, :, None] == doc[:, None, :]) & jnp.tril(jnp.ones((q, q), bool))  # [z l s]
+        decay = jnp.exp(jnp.where(same_doc[:, None], segsum(jnp.swapaxes(a_bar, 1, 2)), -jnp.inf))  # [z r l s]
+        scores = jnp.einsum("zln,zsn->zls", c_in, b_in)
+        x_heads = jnp.swapaxes(xs, 1, 2)  # [z r s p]
+        y_diag = jnp.swapaxes(jnp.einsum("zrls,zrsp->zrlp", _scale_by_heads(scores, decay), x_heads), 1, 2)
+
+    with jax.named_scope("ssd_chunk_states"):
+        to_end = jnp.exp(_exclusive_reverse_cumsum(a_bar, axis=1))  # [z s r]
+        to_end = jnp.where((doc == doc_last[:, None])[..., None], to_end, 0.0)
+        x_to_end = (xs * to_end[..., None]).reshape(z, q, heads * width)  # [z s (r p)]
+        states = jnp.einsum("zsn,zsx->znx", b_in, x_to_end).reshape(rows, chunks, size, heads, width)
+
+    with jax.named_scope("ssd_inter_chunk"):
+        from_start = jnp.cumsum(a_bar, axis=1)  # [z l r], inclusive
+        carries = (doc_last == doc_entering)[:, None]  # no document starts inside the chunk
+        chunk_decay = jnp.where(carries, jnp.exp(from_start[:, -1]), 0.0).reshape(rows, chunks, heads)
+
+        def step(h, inputs):
+            decay_k, state_k = inputs  # [y r], [y n r p]
+            return decay_k[:, None, :, None] * h + state_k, h
+
+        final, entering = lax.scan(step, h0, (jnp.moveaxis(chunk_decay, 1, 0), jnp.moveaxis(states, 1, 0)))
+        entering = jnp.moveaxis(entering, 0, 1).reshape(z, size, heads * width)  # [z n (r p)]: before each chunk
+
+    with jax.named_scope("ssd_chunk_outputs"):
+        from_entry = jnp.where((doc == doc_entering[:, None])[..., None], jnp.exp(from_start), 0.0)  # [z l r]
+        y_off = jnp.einsum("zln,znx->zlx", c_in, entering).reshape(z, q, heads, width) * from_entry[..., None]
+
+    return (y_diag + y_off).reshape(rows, chunks, q, heads, width), final
+
+
 def ssd_chunked(
     x: jax.Array,
     dt: jax.Array,
@@ -103,48 +184,25 @@ def ssd_chunked(
     per_group = heads // groups
     q = min(int(chunk_size), length)
     chunks, x32, dt32, b32, c32, reset = pad_to_chunks(x, dt, B, C, reset, q)
+    rows = batch * groups
 
-    a_bar = (dt32 * A.astype(_F32)).reshape(batch, chunks, q, groups, per_group)  # [b c q g r]
-    xs = (x32 * dt32[..., None]).reshape(batch, chunks, q, groups, per_group, width)  # [b c q g r p]
-    b5 = b32.reshape(batch, chunks, q, groups, size)  # [b c q g n]
-    c5 = c32.reshape(batch, chunks, q, groups, size)
+    def by_group(v, *inner):  # [b L g ...] → [(b g) c q ...] (a free reshape when g = 1)
+        v = jnp.moveaxis(v.reshape(batch, chunks * q, groups, *inner), 2, 1)
+        return v.reshape(rows, chunks, q, *inner)
+
+    xs = by_group(x32 * dt32[..., None], per_group, width)  # [y c s r p]
+    a_bar = by_group(dt32 * A.astype(_F32), per_group)  # [y c s r]
     doc = jnp.cumsum(reset.astype(jnp.int32), axis=1).reshape(batch, chunks, q)  # [b c q]
     doc_entering = doc[:, :, 0] - reset.reshape(batch, chunks, q)[:, :, 0]  # [b c]: document of the carry
-    doc_last = doc[:, :, -1]  # [b c]
-
-    with jax.named_scope("ssd_intra_chunk"):
-        a_q = jnp.moveaxis(a_bar, 2, -1)  # [b c g r q]
-        same_doc = (doc[:, :, :, None] == doc[:, :, None, :]) & jnp.tril(jnp.ones((q, q), bool))  # [b c l s]
-        decay = jnp.exp(jnp.where(same_doc[:, :, None, None], segsum(a_q), -jnp.inf))  # [b c g r l s]
-        scores = jnp.einsum("bclgn,bcsgn->bcgls", c5, b5)
-        y_diag = jnp.einsum("bcgls,bcgrls,bcsgrp->bclgrp", scores, decay, xs)
-
-    with jax.named_scope("ssd_chunk_states"):
-        to_end = jnp.exp(_exclusive_reverse_cumsum(a_bar, axis=2))  # [b c q g r]
-        in_last_doc = (doc == doc_last[:, :, None])[..., None, None]
-        to_end = jnp.where(in_last_doc, to_end, 0.0)
-        states = jnp.einsum("bcsgn,bcsgr,bcsgrp->bcgrpn", b5, to_end, xs)  # [b c g r p n]
-
-    with jax.named_scope("ssd_inter_chunk"):
-        from_start = jnp.cumsum(a_bar, axis=2)  # [b c q g r], inclusive
-        carries = doc_last == doc_entering  # [b c]: no document starts inside the chunk
-        chunk_decay = jnp.where(carries[..., None, None], jnp.exp(from_start[:, :, -1]), 0.0)  # [b c g r]
-        h0 = jnp.zeros((batch, heads, width, size), _F32) if initial_state is None else initial_state.astype(_F32)
-
-        def step(h, inputs):
-            decay_k, state_k = inputs
-            return decay_k[..., None, None] * h + state_k, h
-
-        final, entering = lax.scan(step, h0.reshape(batch, groups, per_group, width, size),
-                                   (jnp.moveaxis(chunk_decay, 1, 0), jnp.moveaxis(states, 1, 0)))
-        entering = jnp.moveaxis(entering, 0, 1)  # [b c g r p n]: state before each chunk
-
-    with jax.named_scope("ssd_chunk_outputs"):
-        continues = (doc == doc_entering[:, :, None])[..., None, None]  # [b c q 1 1]
-        from_entry = jnp.where(continues, jnp.exp(from_start), 0.0)
-        y_off = jnp.einsum("bclgn,bcgrpn,bclgr->bclgrp", c5, entering, from_entry)
-
-    y = (y_diag + y_off).reshape(batch, chunks * q, heads, width)[:, :length]
+    if initial_state is None:
+        h0 = jnp.zeros((rows, size, per_group, width), _F32)
+    else:  # [b h p n] → [(b g) n r p]
+        h0 = jnp.transpose(initial_state.astype(_F32).reshape(rows, per_group, width, size), (0, 3, 1, 2))
+    y, final = _ssd_one_group(xs, a_bar, by_group(b32, size), by_group(c32, size), jnp.repeat(doc, groups, axis=0),
+                              jnp.repeat(doc_entering, groups, axis=0), h0, q)
+    y = jnp.moveaxis(y.reshape(batch, groups, chunks * q, per_group, width), 1, 2)
+    y = y.reshape(batch, chunks * q, heads, width)[:, :length]
     if D is not None:
         y = y + D.astype(_F32)[:, None] * x.astype(_F32)
-    return y.astype(x.dtype), final.reshape(batch, heads, width, size)
+    final = jnp.transpose(final, (0, 2, 3, 1)).reshape(batch, heads, width, size)  # [(b g) n r p] → [b h p n]
+    return y.astype(x.dtype), final
