@@ -294,7 +294,10 @@ def other_budget(folder: str, payload: dict) -> str:
     s = payload["settings"]
     lines = [f"### Another budget: `{folder}`", "", partial(payload) +
              f"{s['steps']} steps of {s['batch_size']} (lr {s['learning_rate']}, warmup {s['warmup']}), models "
-             f"{', '.join(s['models'])}, seeds {s['seeds']}; wall time {payload['wall_s'] / 60:.1f} min, load average "
+             f"{', '.join(s['models'])}, seeds {s['seeds']}; wall time {payload['wall_s'] / 60:.1f} min for the last "
+             f"invocation ({payload['runs_trained']} runs trained, {payload['runs_reused']} reused; the runs' own "
+             f"train + eval times add up to {sum(r['train_s'] + r['eval_s'] for r in payload['runs']) / 60:.1f} min), "
+             f"load average "
              f"{payload['load_average']['mean']:.1f} (shared machine); files in `{PREFIX_DIR}/{folder}/`.", "",
              "```", payload["command"], "```", "",
              "| model | d | state floats | " + " | ".join(f"T={t}, n={n}" for t, n in s["mqar_settings"]) + " |",
@@ -304,7 +307,9 @@ def other_budget(folder: str, payload: dict) -> str:
         for t, n in s["mqar_settings"]:
             match = [r for r in payload["summary"] if (r["model"], r["width"], r["seq_len"], r["num_pairs"]) ==
                      (r0["model"], r0["width"], t, n)]
-            cells.append(f"{match[0]['accuracy']:.3f}" if match else "–")
+            spread = (f" ({match[0]['accuracy_min']:.3f}–{match[0]['accuracy_max']:.3f})"
+                      if match and match[0]["seeds"] > 1 else "")
+            cells.append(f"{match[0]['accuracy']:.3f}{spread}" if match else "–")
         lines.append(f"| {r0['model']} | {r0['width']} | {r0['state_floats']:,} | " + " | ".join(cells) + " |")
     pairs = payload["pla_vs_based"]
     if pairs:
@@ -334,7 +339,8 @@ def reading(payload: dict, others: dict[str, dict]) -> str:
     for folder, other in sorted(others.items()):
         for p in other["pla_vs_based"]:
             out.append(f"At {other['settings']['steps']} steps (`{folder}`, T={p['seq_len']}, n={p['num_pairs']}, "
-                       f"d={p['width']}) Based {p['based']:.3f} vs PLA {p['pla']:.3f}: "
+                       f"d={p['width']}, mean of {len(other['settings']['seeds'])} seed(s)) Based {p['based']:.3f} "
+                       f"vs PLA {p['pla']:.3f}: "
                        + ("PLA still above." if p["difference"] > 0 else
                           "Based is above PLA — the shorter budget's ordering does not hold there."))
     settings = sorted({(r["seq_len"], r["num_pairs"]) for r in summary})
