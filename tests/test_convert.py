@@ -136,6 +136,22 @@ def test_import_errors_write_nothing(capsys, tmp_path):
     assert _nothing_written(tmp_path, "run")
 
 
+def test_released_griffin_config_maps_to_the_layer_pattern():
+    """recurrentgemma-2b's config.json (flat rope fields; theta and rotary fraction changed so that they count)."""
+    from birdie_jax.convert.hf_recurrentgemma import config_from_hf
+
+    released = {"model_type": "recurrent_gemma", "num_hidden_layers": 26, "hidden_size": 2560, "vocab_size": 256000,
+                "intermediate_size": 15360, "num_attention_heads": 10, "num_key_value_heads": 1, "lru_width": 2560,
+                "attention_window_size": 2048, "block_types": ["recurrent", "recurrent", "attention"],
+                "rope_theta": 5000.0, "partial_rotary_factor": 0.25, "attention_bias": False}
+    cfg = config_from_hf(released, "config.json")
+    assert cfg.architecture == "hybrid" and cfg.layers == ("hawk+mlp", "hawk+mlp", "swa+mlp")
+    assert [cfg.layer_mixer(i) for i in (0, 1, 2, 23, 24, 25)] == ["hawk", "hawk", "swa", "swa", "hawk", "hawk"]
+    assert (cfg.num_heads, cfg.head_dim, cfg.kv_heads, cfg.rotary_dim, cfg.swa_window, cfg.rope_base) == (
+        10, 256, 1, 64, 2047, 5000.0)
+    assert cfg.attention_out_bias and cfg.rglru_heads == 10 and cfg.mlp_hidden == 7680
+
+
 def test_shape_mismatch_names_the_tensor(capsys, tmp_path):
     from birdie_jax.convert.files import read_tensors, write_tensors
 

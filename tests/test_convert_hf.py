@@ -16,6 +16,7 @@ transformers = pytest.importorskip("transformers", reason="HF parity needs the t
 
 from birdie_jax.config import ModelConfig, load_config  # noqa: E402
 from birdie_jax.convert import export, import_checkpoint, read_folder  # noqa: E402
+from birdie_jax.convert.files import read_tensors  # noqa: E402
 from birdie_jax.convert.params import load_parameters, named_parameters  # noqa: E402
 from birdie_jax.generation import generate  # noqa: E402
 from birdie_jax.inference import LoadedRun, load_checkpoint  # noqa: E402
@@ -29,13 +30,9 @@ HAWK = dict(architecture="hawk", vocab_size=384, d_model=32, n_layers=2, state_d
             rglru_reset_multiplier=True, logit_soft_cap=30.0, embed_scale="sqrt_d_bf16")
 MAMBA2 = dict(architecture="mamba2", vocab_size=384, d_model=32, n_layers=2, mamba_head_dim=8, mamba_d_state=8,
               mamba_chunk=4, max_len=64)
-# Griffin: recurrent and local-attention blocks, grouped K/V heads, half-rotary heads, a window shorter than the rows.
-GRIFFIN = {**HAWK, "architecture": "hybrid", "layers": ("hawk+mlp", "swa+mlp"), "n_layers": 3, "rglru_heads": 4,
-           "linear_bias": True, "num_heads": 4, "head_dim": 8, "n_kv_heads": 2, "rotary_fraction": 0.5, "swa_window": 3,
-           "rope_base": 10_000.0}
 OURS = {"hawk_recurrentgemma": {**HAWK, "rglru_heads": 2, "linear_bias": True},
         "hawk_dense": {**HAWK, "d_model": 64, "embed_scale": None},  # √64 is a bfloat16: the default scale maps
-        "mamba2_tied": MAMBA2, "mamba2_untied": {**MAMBA2, "tie_embeddings": False}, "griffin": GRIFFIN}
+        "mamba2_tied": MAMBA2, "mamba2_untied": {**MAMBA2, "tie_embeddings": False}}
 
 
 def _perturbed(model: LanguageModel, seed: int) -> LanguageModel:
@@ -81,8 +78,7 @@ def exported(tmp_path_factory):
 @pytest.mark.parametrize("name", list(OURS))
 def test_exported_logits_match_transformers(exported, name):
     model, hf, folder = exported[name]
-    expected = {"hawk": "RecurrentGemmaForCausalLM", "hybrid": "RecurrentGemmaForCausalLM",
-                "mamba2": "Mamba2ForCausalLM"}[model.cfg.architecture]
+    expected = {"hawk": "RecurrentGemmaForCausalLM", "mamba2": "Mamba2ForCausalLM"}[model.cfg.architecture]
     assert type(hf).__name__ == expected
     tokens, mask = _batch(384)
     _assert_close_on_tokens(_ours(model, tokens, mask), _hf_logits(hf, tokens, mask), mask)
@@ -186,11 +182,11 @@ def test_models_built_by_transformers_import_with_the_same_logits(imported, kind
     _assert_close_on_tokens(_ours(run.model, tokens, mask), _hf_logits(hf, tokens, mask), mask)
 
 
-@pytest.mark.parametrize("kind", ["recurrent_gemma", "griffin"])
-def test_imported_recurrentgemma_trains(imported, tmp_path, kind):
+def test_imported_recurrentgemma_trains(imported, tmp_path):
+    """Griffin: its recurrent (Hawk) and local-attention layers both train."""
     import birdie_jax
 
-    _, run_dir = imported[kind]
+    _, run_dir = imported["griffin"]
     cfg = load_config("hawk_tiny", f"init_from={run_dir}", f"train.run_dir={tmp_path / 'tuned'}", "train.steps=3",
                       "data.seq_len=32", "data.batch_size=2", "train.eval_every=0", "train.checkpoint_every=0",
                       "train.tensorboard=false", "train.progress=false")
@@ -200,6 +196,30 @@ def test_imported_recurrentgemma_trains(imported, tmp_path, kind):
     after = named_parameters(result.model)
     assert any(not np.array_equal(before[k], after[k]) for k in before)
     assert load_checkpoint(str(tmp_path / "tuned")).config.model == load_checkpoint(run_dir).config.model
+
+
+def test_imported_griffin_exports_back_exactly(imported, tmp_path):
+    """import then export to hf: HF's own tensors come back bit for bit (norm weights as (1 + w) − 1) and
+    compute the same logits, and importing that folder again gives our parameters bit for bit."""
+    hf, run_dir = imported["griffin"]
+    run = load_checkpoint(run_dir)
+    folder = export(run, str(tmp_path / "griffin_hf"), "hf")
+    config = json.loads((tmp_path / "griffin_hf" / "config.json").read_text())
+    assert config["block_types"] == hf.config.layers_block_type and config["num_key_value_heads"] == 1
+    assert config["attention_window_size"] == 4 and config["rope_parameters"]["partial_rotary_factor"] == 0.5
+    written = read_folder(folder)
+    ours = named_parameters(run.model)
+    assert sorted(written.tensors) == sorted(ours) and written.config == run.model.cfg
+    assert all(np.array_equal(written.tensors[k], v) for k, v in ours.items())
+    exported_tensors = read_tensors(folder)
+    original = {k: v.numpy() for k, v in hf.state_dict().items() if k != "lm_head.weight"}
+    # Norm weights w pass through our scale 1 + w (float32), so they come back as (1 + w) − 1.
+    expected = {k: (np.float32(1) + v) - np.float32(1) if k.endswith("norm.weight") else v for k, v in original.items()}
+    assert sorted(exported_tensors) == sorted(expected)
+    assert [k for k, v in expected.items() if not np.array_equal(exported_tensors[k], v)] == []
+    again = transformers.AutoModelForCausalLM.from_pretrained(folder)
+    tokens, mask = _batch(384, seed=3)
+    _assert_close_on_tokens(_hf_logits(again, tokens, mask), _hf_logits(hf, tokens, mask), mask)
 
 
 def test_import_without_sidecar_derives_the_config(exported, tmp_path):

@@ -185,9 +185,10 @@ def _innermost_scans(jaxpr) -> list:
     return found
 
 
-@pytest.mark.parametrize("scan_layers", [False, True])
-def test_bf16_compute_keeps_the_recurrence_carry_in_float32(scan_layers):
-    cfg = tiny_model_config("hawk", **HAWK, dtype="bfloat16", scan_layers=scan_layers)
+@pytest.mark.parametrize("arch, scan_layers", [("hawk", False), ("hawk", True), ("gated_ssm", True), ("mamba2", True)])
+def test_bf16_compute_keeps_the_recurrence_carry_in_float32(arch, scan_layers):
+    shape = HAWK if arch == "hawk" else dict(d_model=16, n_layers=2)
+    cfg = tiny_model_config(arch, **shape, dtype="bfloat16", scan_layers=scan_layers)
     model = LanguageModel(cfg, rngs=nnx.Rngs(params=0))
     graphdef, params = nnx.split(model)
     tokens, _ = _inputs()
@@ -205,7 +206,8 @@ def test_bf16_compute_keeps_the_recurrence_carry_in_float32(scan_layers):
     hidden = jax.eval_shape(lambda: model.embed_tokens(tokens))
     assert hidden.dtype == jnp.bfloat16  # the compute really is bf16
     logits, states = jax.eval_shape(forward, params)
-    assert all(s["rnn"].dtype == jnp.float32 for s in states)
+    recurrent = [leaf for s in states for key, leaf in s.items() if key != "conv"]  # conv: bf16 inputs
+    assert recurrent and all(leaf.dtype == jnp.float32 for leaf in recurrent)
 
 
 @pytest.mark.parametrize("mesh", [{"fsdp": 2, "tensor": 2}, {"fsdp": 2}])
@@ -253,5 +255,6 @@ def test_scanned_model_checkpoint_round_trip_and_resume_check(hawk_results, tmp_
     meta = {"config": run_cfg.to_dict(), "tokenizer": tokenizer.to_dict()}
     with pytest.raises(CheckpointError, match="model.scan_layers"):
         check_compatible(meta, run_cfg.replace("model.scan_layers=false"), tokenizer, "run")
+    check_compatible(meta, run_cfg.replace("model.remat=full"), tokenizer, "run")  # remat may change on resume
     del meta["config"]["model"]["scan_layers"], meta["config"]["model"]["remat"]  # saved before these fields
     check_compatible(meta, run_cfg.replace("model.scan_layers=false", "model.remat=none"), tokenizer, "run")

@@ -39,7 +39,7 @@ def _model(arch: str, bidirectional: str) -> LanguageModel:
                                 rglru_reset_multiplier=True, logit_soft_cap=5.0, embed_scale="sqrt_d_bf16")
         return LanguageModel(cfg, rngs=nnx.Rngs(params=7))
     if arch == "griffin":  # RecurrentGemma's local multi-query attention between Hawk layers
-        cfg = tiny_model_config("hybrid", vocab_size=384, layers=("hawk+mlp", "swa+mlp"), n_layers=3, swa_window=3,
+        cfg = tiny_model_config("hybrid", vocab_size=384, layers=("hawk+mlp", "swa+mlp"), n_layers=2, swa_window=3,
                                 n_kv_heads=1, rotary_fraction=0.5, attention_out_bias=True, rglru_heads=2,
                                 linear_bias=True, rglru_reset_multiplier=True, logit_soft_cap=5.0, mlp="gelu")
         return LanguageModel(cfg, rngs=nnx.Rngs(params=4))

@@ -162,7 +162,8 @@ def _band(default: list[float], twice: list[float], examples: int) -> float:
 
 
 def plot(summary: dict, path: str) -> None:
-    """Grouped bars: for each model and task, default vs JRT-Prompt (min–max over seeds as error bars)."""
+    """Grouped bars: for each model and task, default vs JRT-Prompt on the full 0–1 scale (min–max over
+    seeds as error bars when there are several)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -177,9 +178,11 @@ def plot(summary: dict, path: str) -> None:
             values = [r[key] for r in rows]
             spread = [[v - min(r[f"per_seed_{key}"]) for v, r in zip(values, rows)],
                       [max(r[f"per_seed_{key}"]) - v for v, r in zip(values, rows)]]
-            ax.bar(x + (i - 0.5) * 0.38, values, 0.38, label=label, yerr=spread, capsize=3)
+            several = len(rows[0][f"per_seed_{key}"]) > 1
+            ax.bar(x + (i - 0.5) * 0.38, values, 0.38, label=label, yerr=spread if several else None, capsize=3)
         ax.set_xticks(x, [LABELS[m] for m in models])
         ax.set_title(TASK_LABELS[task])
+        ax.set_ylim(0, 1)
         ax.grid(axis="y", alpha=0.3)
     axes[0].set_ylabel("contains (share of examples)")
     axes[0].legend()
@@ -405,7 +408,7 @@ def markdown(summary: dict, history: list[dict], out: str) -> str:
                   "| model | prompt ends | gold | default prompt | JRT-Prompt |", "|---|---|---|---|---|", *samples]
     lines += ["", "Scores are *contains* in percent (mean over seeds); ± is the 95 % half-width of the gain from "
               f"{s['examples']} examples per task and seed (two-proportion standard error, an upper bound for these "
-              "paired prompts). Error bars in the plot: min–max over seeds.", "",
+              "paired prompts). Error bars in the plot (with several seeds): min–max over seeds.", "",
               f"![default vs JRT-Prompt per model and task]({rel}/{PREFIX}.png)", "",
               "**The paper** (Table 1, six tasks, *contains*): JRT-Prompt adds **+11.0 ± 1.3 points** averaged over "
               "16 models (≈ +11.3 over the recurrent ones); averages default → JRT: "

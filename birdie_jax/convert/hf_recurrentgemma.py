@@ -193,7 +193,8 @@ def config_from_hf(hf: dict, where: str) -> ModelConfig:
 
 
 def _attention_fields(hf: dict, d: int, heads: int, where: str) -> dict:
-    """Our ``swa`` options for RecurrentGemma's local attention blocks."""
+    """Our ``swa`` options for RecurrentGemma's local attention blocks (rope in ``rope_parameters``, or
+    top-level ``rope_theta`` / ``partial_rotary_factor`` as the released checkpoints' config.json has them)."""
     if hf.get("attention_bias", False):
         raise CheckpointError(f"{where}: attention_bias=true (biases on q/k/v) has no equivalent in birdie_jax's "
                               "swa layers")
@@ -206,7 +207,7 @@ def _attention_fields(hf: dict, d: int, heads: int, where: str) -> dict:
         raise CheckpointError(f"{where}: attention_window_size={window} (birdie_jax's swa layers see at least one "
                               "token before the current one)")
     return dict(num_heads=heads, head_dim=d // heads, n_kv_heads=int(hf.get("num_key_value_heads") or heads),
-                rotary_fraction=float(fraction), rope_base=float(rope.get("rope_theta", 10000.0)),
+                rotary_fraction=float(fraction), rope_base=float(rope.get("rope_theta", hf.get("rope_theta", 10000.0))),
                 swa_window=window - 1, attention_out_bias=True)
 
 

@@ -62,6 +62,10 @@ def run_meta(cfg: Config, tokenizer, mixture) -> dict:
     return {"config": cfg.to_dict(), "tokenizer": tokenizer.to_dict(), "mixture": mixture.get_state()}
 
 
+# Model fields that change how a step computes, never the parameters: a resume may change them.
+RESUMABLE_MODEL_FIELDS = ("remat",)
+
+
 def check_compatible(saved: dict, cfg: Config, tokenizer, where: str) -> None:
     """Refuses a checkpoint written for another model shape or tokenizer."""
     saved_model = saved.get("config", {}).get("model")
@@ -69,7 +73,8 @@ def check_compatible(saved: dict, cfg: Config, tokenizer, where: str) -> None:
     if saved_model is None:
         raise CheckpointError(f"{where} holds no config metadata; it was not written by birdie_jax")
     defaults = dataclasses.asdict(ModelConfig())  # a field newer than the checkpoint was saved at its default
-    diff = [k for k in ours if saved_model.get(k, defaults[k]) != ours[k] and not (k == "vocab_size" and ours[k] is None)]
+    diff = [k for k in ours if saved_model.get(k, defaults[k]) != ours[k] and not (k == "vocab_size" and ours[k] is None)
+            and k not in RESUMABLE_MODEL_FIELDS]
     if diff:
         details = ", ".join(f"model.{k}: checkpoint {saved_model.get(k)!r} vs config {ours[k]!r}" for k in diff)
         raise CheckpointError(f"{where} was written by another config ({details})")
