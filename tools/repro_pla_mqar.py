@@ -270,7 +270,7 @@ def markdown(payload: dict, png_name: str, others: dict[str, dict] | None = None
     for p in pairs:
         lines.append(f"| {p['seq_len']} | {p['num_pairs']} | {p['width']} | {p['state_floats']:,} | "
                      f"{p['based']:.3f} | {p['pla']:.3f} | {p['difference']:+.3f} |")
-    lines += ["", "**Reading (as measured).** " + reading(payload),
+    lines += ["", "**Reading (as measured).** " + reading(payload, others or {}),
               "", f"Per-run results: `{PREFIX_DIR}/{PREFIX}_runs/*.json`; summary: `{PREFIX_DIR}/{PREFIX}.json`."]
     for folder, other in sorted((others or {}).items()):
         lines += ["", other_budget(folder, other)]
@@ -294,7 +294,10 @@ def other_budget(folder: str, payload: dict) -> str:
     s = payload["settings"]
     lines = [f"### Another budget: `{folder}`", "", partial(payload) +
              f"{s['steps']} steps of {s['batch_size']} (lr {s['learning_rate']}, warmup {s['warmup']}), models "
-             f"{', '.join(s['models'])}, seeds {s['seeds']}; wall time {payload['wall_s'] / 60:.1f} min, load average "
+             f"{', '.join(s['models'])}, seeds {s['seeds']}; wall time {payload['wall_s'] / 60:.1f} min for the last "
+             f"invocation ({payload['runs_trained']} runs trained, {payload['runs_reused']} reused; the runs' own "
+             f"train + eval times add up to {sum(r['train_s'] + r['eval_s'] for r in payload['runs']) / 60:.1f} min), "
+             f"load average "
              f"{payload['load_average']['mean']:.1f} (shared machine); files in `{PREFIX_DIR}/{folder}/`.", "",
              "```", payload["command"], "```", "",
              "| model | d | state floats | " + " | ".join(f"T={t}, n={n}" for t, n in s["mqar_settings"]) + " |",
@@ -304,7 +307,9 @@ def other_budget(folder: str, payload: dict) -> str:
         for t, n in s["mqar_settings"]:
             match = [r for r in payload["summary"] if (r["model"], r["width"], r["seq_len"], r["num_pairs"]) ==
                      (r0["model"], r0["width"], t, n)]
-            cells.append(f"{match[0]['accuracy']:.3f}" if match else "–")
+            spread = (f" ({match[0]['accuracy_min']:.3f}–{match[0]['accuracy_max']:.3f})"
+                      if match and match[0]["seeds"] > 1 else "")
+            cells.append(f"{match[0]['accuracy']:.3f}{spread}" if match else "–")
         lines.append(f"| {r0['model']} | {r0['width']} | {r0['state_floats']:,} | " + " | ".join(cells) + " |")
     pairs = payload["pla_vs_based"]
     if pairs:
@@ -319,7 +324,7 @@ def partial(payload: dict) -> str:
     return "" if done == planned else f"**Partial: {done} of {planned} runs finished (the run was stopped).** "
 
 
-def reading(payload: dict) -> str:
+def reading(payload: dict, others: dict[str, dict]) -> str:
     """Plain statements derived from the numbers: what matched the papers and what did not."""
     summary, pairs = payload["summary"], payload["pla_vs_based"]
     out = []
@@ -328,8 +333,16 @@ def reading(payload: dict) -> str:
         mean = float(np.mean([p["difference"] for p in pairs]))
         verdict = ("PLA is above Based" if len(above) == len(pairs) else
                    "PLA is not above Based everywhere" if above else "PLA is not above Based anywhere")
-        out.append(f"{verdict}: higher in {len(above)} of {len(pairs)} (T, n, d) cells at equal state, by "
-                   f"{mean:+.3f} on average (the papers: PLA above causal linear attention at equal state).")
+        out.append(f"At {payload['settings']['steps']} steps {verdict}: higher in {len(above)} of {len(pairs)} "
+                   f"(T, n, d) cells at equal state, by {mean:+.3f} on average (the papers: PLA above causal linear "
+                   "attention at equal state).")
+    for folder, other in sorted(others.items()):
+        for p in other["pla_vs_based"]:
+            out.append(f"At {other['settings']['steps']} steps (`{folder}`, T={p['seq_len']}, n={p['num_pairs']}, "
+                       f"d={p['width']}, mean of {len(other['settings']['seeds'])} seed(s)) Based {p['based']:.3f} "
+                       f"vs PLA {p['pla']:.3f}: "
+                       + ("PLA still above." if p["difference"] > 0 else
+                          "Based is above PLA — the shorter budget's ordering does not hold there."))
     settings = sorted({(r["seq_len"], r["num_pairs"]) for r in summary})
     for t, n in settings:
         cell = [r for r in summary if (r["seq_len"], r["num_pairs"]) == (t, n)]
