@@ -359,13 +359,15 @@ def markdown(summary: dict, history: list[dict], out: str) -> str:
     lines = [
         "## JRT-Prompt: reading the context twice, zero-shot (JRT Table 1)", "",
         "Command (writes everything below):", "", f"    {summary['command']}", "",
-        f"Measured: **{summary['wall_seconds'] / 60:.1f} minutes** of wall time on {m['cpu_count']} CPU cores "
-        f"(jax {m['jax']}), finished {summary['finished']}, {summary['cpu_seconds'] / 60:.1f} CPU-minutes; the "
-        f"machine was shared with other engineers' jobs (1-minute load average {load[0]:.1f}–{load[1]:.1f} on "
-        f"{m['cpu_count']} cores while it ran), so the wall time is an upper bound of what the run needs alone. "
-        f"The runs' own training and evaluation time (per run in the JSON, including any run a previous invocation "
-        f"with the same settings trained and this one reused) sums to **{summary['run_seconds'] / 60:.1f} "
-        f"minutes**. " +
+        f"Measured: the {len(summary['units'])} (model, seed) runs' own training and evaluation time sums to "
+        f"**{summary['run_seconds'] / 60:.1f} minutes** (per run in the JSON"
+        + (f"; {summary['reused_runs']} of them were trained by an earlier invocation with the same settings, listed "
+           "under *What was tried*, and reused here" if summary["reused_runs"] else "") +
+        f"); this invocation took {summary['wall_seconds'] / 60:.1f} minutes of wall time and "
+        f"{summary['cpu_seconds'] / 60:.1f} CPU-minutes on {m['cpu_count']} CPU cores (jax {m['jax']}), finished "
+        f"{summary['finished']}. The machine was shared with other engineers' jobs (1-minute load average "
+        f"{load[0]:.1f}–{load[1]:.1f} on {m['cpu_count']} cores while it ran), so these times are upper bounds of what "
+        "the run needs alone. "
         f"JSON: [`{rel}/{PREFIX}.json`]({rel}/{PREFIX}.json) (every run's settings, losses and scores), "
         f"[`{rel}/{PREFIX}_history.json`]({rel}/{PREFIX}_history.json) (every run of the script).", "",
         "**Setup.** Each model is trained from scratch with next-token prediction (`mixture=clm`, causal) on the "
@@ -419,8 +421,8 @@ def markdown(summary: dict, history: list[dict], out: str) -> str:
     lines += verdict(summary, bool(samples))
     if len(history) > 1:
         lines += ["", "### What was tried", "",
-                  "Every run of the script so far (`" + f"{rel}/{PREFIX}_history.json" + "`); the table above is the "
-                  "last one. Mean *contains* default → JRT per model, in percent:", "",
+                  "Every run of the script so far (`" + f"{rel}/{PREFIX}_history.json" + "`); the table above is the run "
+                  f"that wrote `{PREFIX}.json` (finished {summary['finished']}). Mean *contains* default → JRT per model, in percent:", "",
                   "| finished | steps | width × layers | batch × length | passage | examples | "
                   + " | ".join(LABELS[m] for m in LABELS) + " | recurrent gain | Transformer gain | minutes |",
                   "|---|---|---|---|---|---|" + "---|" * len(LABELS) + "---|---|---|"]
