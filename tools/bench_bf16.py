@@ -80,7 +80,7 @@ def main() -> None:
     parser.add_argument("--override", nargs="*", default=["model.d_model=128", "model.state_dim=160",
                                                           "data.seq_len=128", "data.batch_size=8"])
     parser.add_argument("--steps", type=int, default=200)
-    parser.add_argument("--out", default="bench_results/bench_bf16.json")
+    parser.add_argument("--out", default="docs/benchmarks/bench_bf16.json")
     parser.add_argument("--plot", default="docs/benchmarks/bf16_parity.png")
     args = parser.parse_args()
     start = time.perf_counter()

@@ -73,7 +73,7 @@ def main() -> None:
     parser.add_argument("--layers", type=int, nargs="+", default=[2, 4, 8, 16, 24])
     parser.add_argument("--seq-len", type=int, default=512, help="row length of the abstract batch")
     parser.add_argument("--batch-size", type=int, default=4, help="rows of the abstract batch")
-    parser.add_argument("--out", default="bench_results/bench_compile_depth.json")
+    parser.add_argument("--out", default="docs/benchmarks/bench_compile_depth.json")
     parser.add_argument("--plot", default="docs/benchmarks/compile_depth.png")
     args = parser.parse_args()
     depth = load_config(args.config).model.n_layers

@@ -81,7 +81,7 @@ def main() -> None:
                         help="policies measured on the unrolled model")
     parser.add_argument("--scan-policies", nargs="*", choices=REMAT_POLICIES, default=["none", "full"],
                         help="policies measured with model.scan_layers=true")
-    parser.add_argument("--out", default="bench_results/bench_remat.json")
+    parser.add_argument("--out", default="docs/benchmarks/bench_remat.json")
     parser.add_argument("--plot", default="docs/benchmarks/remat.png")
     args = parser.parse_args()
     start = time.perf_counter()
