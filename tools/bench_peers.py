@@ -21,9 +21,12 @@ Entries:
 
 Every entry runs in its own subprocess (no shared thread pools or caches), in the order
 above, and the whole sequence runs --rounds times; ratios are ours ÷ peer within a round.
-PyTorch uses as many threads as JAX sees cores. Needs the ``bench`` extra (torch CPU build,
-transformers) and ``recurrentgemma`` (``pip install --no-deps recurrentgemma==1.0.1 einops
-jaxtyping``: its absl-py<2 pin conflicts with chex, and it runs with absl-py 2).
+PyTorch uses as many threads as JAX sees cores. Needs the ``bench`` extra (torch 2.13.0 CPU
+build, transformers 5.17-5.18: the line of the ``torch`` extra, what a user installs today;
+transformers 4.57's Mamba-2 CPU path is ~15x slower and would flatter us) and
+``recurrentgemma`` with its imports (``pip install --no-deps recurrentgemma==1.0.1 einops
+jaxtyping wadler-lindig "typeguard>=2,<3"``: its absl-py<2 pin conflicts with chex, and it
+runs with absl-py 2). All entries run in that one environment.
 
     python tools/bench_peers.py            # writes bench_results/bench_peers.json
     python tools/bench_peers.py --markdown bench_results/bench_peers.json   # its tables for the docs

@@ -23,6 +23,7 @@ from birdie_jax.config import ModelConfig
 from birdie_jax.kernels.ssd import ssd_step
 from birdie_jax.kernels.ssd.sharded import ssd_sharded  # plain ssd off a sequence mesh
 from birdie_jax.models.conv import CausalConv1D
+from birdie_jax.models.gated_rms_norm import gated_rms_norm
 from birdie_jax.models.layers import dense, dtype_of, segment_starts
 
 NORM_EPS = 1e-5
@@ -40,10 +41,7 @@ class GatedRMSNorm(nnx.Module):
         self.eps = eps
 
     def __call__(self, y: Array, z: Array) -> Array:
-        gated = y.astype(jnp.float32) * jax.nn.silu(z.astype(jnp.float32))
-        grouped = gated.reshape(*gated.shape[:-1], self.groups, -1)
-        normed = grouped * jax.lax.rsqrt(jnp.mean(grouped * grouped, axis=-1, keepdims=True) + self.eps)
-        return (normed.reshape(gated.shape) * self.scale[...].astype(jnp.float32)).astype(z.dtype)
+        return gated_rms_norm(y, z, self.scale[...], self.groups, self.eps)
 
 
 class Mamba2Mixer(nnx.Module):

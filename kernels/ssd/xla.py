@@ -14,7 +14,7 @@ cancellation makes NaNs in training) and is kept in float32 with the states.
 
 Resets. ``doc`` = cumsum(reset) numbers the documents of a row (0 = the one that
 receives the initial state). A reset is encoded as a same-document mask, never log(0):
-the intra-chunk decay is masked to doc_l == doc_s, a chunk state sums only the chunk's
+the intra-chunk scores C_l·B_s are masked to doc_l == doc_s, a chunk state sums only the chunk's
 last document, the carry crosses a chunk only if no document starts inside it, and Y_off
 reaches only the tokens that continue the document entering the chunk.
 
@@ -37,9 +37,11 @@ from typing import Optional, Tuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 _F32 = jnp.float32
+_SEGSUM_BETWEEN_MAX = 64  # chunk sizes whose segment sums use the [q, q²] 0/1 matrix
 
 
 def segsum(a: jax.Array) -> jax.Array:
@@ -51,11 +53,28 @@ def segsum(a: jax.Array) -> jax.Array:
     from rounding the a's to TF32) and the sum runs along the contiguous axis.
     """
     q = a.shape[-1]
+    return jnp.where(jnp.tril(jnp.ones((q, q), bool)), _segsum_lower(a), -jnp.inf)
+
+
+def _segsum_lower(a: jax.Array) -> jax.Array:
+    """:func:`segsum` with 0 (the empty sum) instead of −inf above the diagonal: finite everywhere.
+
+    Up to ``_SEGSUM_BETWEEN_MAX`` positions it is one matmul of a [(...), k] with the 0/1 matrix
+    between[k, (i j)] = [j < k ≤ i] (q³ floats: 1 MiB at q = 64): no [..., q, q] masked copy of
+    a is written, and the backward is the transposed matmul (issue 18). Longer chunks use the
+    row form (a masked [(... i), k] times a 0/1 triangle), whose constant stays q². Either way
+    each entry is a direct sum of a's.
+    """
+    q = a.shape[-1]
+    if q <= _SEGSUM_BETWEEN_MAX:
+        k, i, j = np.ogrid[:q, :q, :q]
+        between = ((j < k) & (k <= i)).reshape(q, q * q)  # [k, (i j)]
+        out = jnp.matmul(a.reshape(-1, q), jnp.asarray(between, a.dtype), precision=lax.Precision.HIGHEST)
+        return out.reshape(*a.shape, q)
     upto = jnp.tril(jnp.ones((q, q), bool))  # [i, k]: k ≤ i
     rows = jnp.where(upto, a[..., None, :], 0.0).reshape(-1, q)  # [(... i), k]
     after = jnp.tril(jnp.ones((q, q), a.dtype), k=-1)  # [k, j]: k > j
-    out = jnp.matmul(rows, after, precision=lax.Precision.HIGHEST).reshape(*a.shape, q)
-    return jnp.where(upto, out, -jnp.inf)
+    return jnp.matmul(rows, after, precision=lax.Precision.HIGHEST).reshape(*a.shape, q)
 
 
 def _exclusive_reverse_cumsum(a: jax.Array, axis: int) -> jax.Array:
@@ -127,8 +146,13 @@ def _ssd_one_group(xs, a_bar, b_in, c_in, doc, doc_entering, h0, q: int):
 
     with jax.named_scope("ssd_intra_chunk"):
         same_doc = (doc[:, :, None] == doc[:, None, :]) & jnp.tril(jnp.ones((q, q), bool))  # [z l s]
-        decay = jnp.exp(jnp.where(same_doc[:, None], segsum(jnp.swapaxes(a_bar, 1, 2)), -jnp.inf))  # [z r l s]
-        scores = jnp.einsum("zln,zsn->zls", c_in, b_in)
+        # The mask is applied to the scores shared by the heads ([z l s], 1/r of the decay's size),
+        # so the decay is a plain exp, with no mask recomputed per head and no exp(−inf) (XLA's
+        # CPU exp is ~5× slower on non-finite inputs; issue 18). Ā ≤ 0 (A < 0, dt ≥ 0: the
+        # kernel's contract), so every decay entry, masked or not, is in [0, 1] and a zeroed
+        # score makes its product, and that product's gradient, exactly 0.
+        scores = jnp.where(same_doc, jnp.einsum("zln,zsn->zls", c_in, b_in), 0.0)
+        decay = jnp.exp(_segsum_lower(jnp.swapaxes(a_bar, 1, 2)))  # [z r l s]
         x_heads = jnp.swapaxes(xs, 1, 2)  # [z r s p]
         y_diag = jnp.swapaxes(jnp.einsum("zrls,zrsp->zrlp", _scale_by_heads(scores, decay), x_heads), 1, 2)
 
