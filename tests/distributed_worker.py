@@ -244,7 +244,7 @@ def check_sequence() -> None:
             return jnp.sum(y * w_h) + jnp.sum(s), (y, s)
         return jax.value_and_grad(f, argnums=(0, 1), has_aux=True)
 
-    (_, (y1, s1)), g1 = conv_loss(lambda m, x: m(x, seg, state_in))(params, b)
+    (_, (y1, s1)), g1 = jax.jit(conv_loss(lambda m, x: m(x, seg, state_in)))(params, b)
     (_, (y2, s2)), g2 = jax.jit(conv_loss(lambda m, x: conv_module_sharded(m, x, seg, state_in, mesh=mesh)))(params, b)
     check("conv_forward", max(max_diff(y1, y2), max_diff(s1, s2)))
     check("conv_grad", scaled_diff(g1, g2))
