@@ -28,6 +28,8 @@ PROVIDED_BY = {"jaxlib": "jax"}
 #: Imported but deliberately not declared, with the reason (installed by hand where needed).
 INSTALLED_APART = {"recurrentgemma": "tools/bench_peers.py only; its absl-py<2 pin conflicts with chex, so the "
                                      "tool's docstring has it installed apart"}
+#: pytest plugins: used through their option in pyproject.toml's pytest ``addopts``, never imported.
+PYTEST_PLUGINS = {"pytest-xdist": "-n"}
 #: Import name -> distribution, for optional packages that may not be installed here.
 KNOWN_DISTRIBUTIONS = {"yaml": "pyyaml", "absl": "absl-py", "orbax": "orbax-checkpoint", "lm_eval": "lm-eval",
                        "PIL": "pillow", "sklearn": "scikit-learn"}
@@ -58,8 +60,10 @@ def _pyproject_lists() -> dict:
     extras = {m.group(1): re.findall(r'"([^"]+)"', m.group(2))
               for m in re.finditer(r"^(\S+) = \[(.*?)\]", extras_block, re.S | re.M)}
     packages = re.findall(r'"([\w.]+)"', re.search(r"^packages = \[(.*?)\]", text, re.S | re.M).group(1))
+    addopts = re.search(r'^addopts = "([^"]*)"', text, re.M)
     return {"project": {"dependencies": re.findall(r'"([^"]+)"', deps), "optional-dependencies": extras},
-            "tool": {"setuptools": {"packages": packages}}}
+            "tool": {"setuptools": {"packages": packages},
+                     "pytest": {"ini_options": {"addopts": addopts.group(1) if addopts else ""}}}}
 
 
 def declared() -> tuple[set[str], dict[str, set[str]], set[str]]:
@@ -141,6 +145,12 @@ def project():
     return core, extras, third_party(imports_by_file(), own)
 
 
+def plugins_in_use() -> set[str]:
+    """The ``PYTEST_PLUGINS`` whose option pyproject.toml's pytest ``addopts`` passes."""
+    addopts = _pyproject().get("tool", {}).get("pytest", {}).get("ini_options", {}).get("addopts", "")
+    return {dist for dist, option in PYTEST_PLUGINS.items() if option in addopts.split()}
+
+
 def test_every_import_is_declared(project):
     core, extras, used = project
     known = core.union(*extras.values())
@@ -151,7 +161,7 @@ def test_every_import_is_declared(project):
 
 def test_every_declared_requirement_is_imported(project):
     core, extras, used = project
-    unused = sorted(d for d in core.union(*extras.values()) if d not in used)
+    unused = sorted(d for d in core.union(*extras.values()) if d not in used and d not in plugins_in_use())
     assert not unused, f"declared in pyproject.toml but imported nowhere: {unused}"
     for extra, names in extras.items():  # an extra is for something: at least one of its packages is used
         assert names & set(used), f"extra [{extra}] holds nothing the code imports"

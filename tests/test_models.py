@@ -31,6 +31,19 @@ def _fresh_state(model):
     return model.init_state(B, 64)
 
 
+@pytest.fixture(scope="module")
+def jitted_call(tiny_models):
+    """Per architecture: jitted (params, tokens, segment_ids) -> logits, the model's plain call.
+    Jitted, a new sequence length compiles the model once, not each of its operations."""
+    out = {}
+    for arch, model in tiny_models.items():
+        def call(params, tokens, segment_ids, graphdef=nnx.graphdef(model)):
+            return nnx.merge(graphdef, params)(tokens, segment_ids)
+
+        out[arch] = jax.jit(call)
+    return out
+
+
 @pytest.mark.parametrize("arch", CONTRACT_MODELS)
 def test_full_sequence_equals_step_by_step(arch, tiny_models, jitted_forward):
     model = tiny_models[arch]
@@ -48,22 +61,22 @@ def test_full_sequence_equals_step_by_step(arch, tiny_models, jitted_forward):
 
 
 @pytest.mark.parametrize("arch", CONTRACT_MODELS)
-def test_packed_document_equals_document_alone(arch, tiny_models):
-    model = tiny_models[arch]
+def test_packed_document_equals_document_alone(arch, tiny_models, jitted_call):
+    model, call = tiny_models[arch], jitted_call[arch]
     tokens = _tokens(1)
-    packed = model(tokens, jnp.asarray(SEGMENTS))
+    packed = call(_params(model), tokens, jnp.asarray(SEGMENTS))
     for start, stop in [(0, 4), (4, 9), (9, 12)]:
-        alone = model(tokens[:1, start:stop])
+        alone = call(_params(model), tokens[:1, start:stop], None)
         np.testing.assert_allclose(packed[0, start:stop], alone[0], atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("arch", CONTRACT_MODELS)
-def test_other_documents_do_not_change_outputs(arch, tiny_models):
-    model = tiny_models[arch]
+def test_other_documents_do_not_change_outputs(arch, tiny_models, jitted_call):
+    model, call = tiny_models[arch], jitted_call[arch]
     tokens = _tokens(2)
     changed = tokens.at[0, 0:4].set((tokens[0, 0:4] + 7) % 128).at[0, 9:].set(5)
-    a = model(tokens, jnp.asarray(SEGMENTS))
-    b = model(changed, jnp.asarray(SEGMENTS))
+    a = call(_params(model), tokens, jnp.asarray(SEGMENTS))
+    b = call(_params(model), changed, jnp.asarray(SEGMENTS))
     np.testing.assert_array_equal(a[0, 4:9], b[0, 4:9])
 
 
@@ -76,8 +89,8 @@ def test_two_halves_with_carried_state_equal_one_pass(arch, tiny_models, jitted_
     one, one_state = forward(_params(model), tokens, segs, _fresh_state(model))
     # The carried state enters at the chunk's first token, which therefore continues a document.
     for cut in (3, 5, 10):  # inside the first, second (one token after its start) and third document
-        first, state = model(tokens[:, :cut], segs[:, :cut], state=_fresh_state(model), return_state=True)
-        second, state = model(tokens[:, cut:], segs[:, cut:], state=state, return_state=True)
+        first, state = forward(_params(model), tokens[:, :cut], segs[:, :cut], _fresh_state(model))
+        second, state = forward(_params(model), tokens[:, cut:], segs[:, cut:], state)
         np.testing.assert_allclose(jnp.concatenate([first, second], 1), one, atol=1e-5, rtol=1e-5)
         chex.assert_trees_all_close(state, one_state, atol=1e-5, rtol=1e-5)
 
