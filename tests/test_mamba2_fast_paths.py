@@ -2,7 +2,8 @@
 
 - ``gated_rms_norm`` (hand-written VJP) against autodiff of RMSNorm(y ⊙ SiLU(z))·scale;
 - the chunked SSD at a chunk of at most 64 (segment sums by the [q, q²] 0/1 matrix) and
-  above 64 (the row form), with resets and an initial state, against a token-by-token loop.
+  above 64 (the row form), and with more chunks than the inter-chunk scan unrolls at once,
+  with resets and an initial state, against a token-by-token loop.
 """
 
 import jax
@@ -62,7 +63,8 @@ def _ssd_loop(x, dt, A, B, C, D, h0, reset):
     return jnp.moveaxis(ys, 0, 1), final
 
 
-@pytest.mark.parametrize("chunk,length", [(8, 19), (72, 80)])  # 0/1-matrix segment sums; row form
+# 0/1-matrix segment sums; the row form; 19 chunks (the scan unrolls 16 per iteration)
+@pytest.mark.parametrize("chunk,length", [(8, 19), (72, 80), (2, 37)])
 def test_chunked_ssd_equals_loop_in_values_and_gradients(chunk, length):
     rng = np.random.RandomState(1)
     batch, heads, width, size = 2, 2, 3, 4

@@ -42,6 +42,7 @@ from jax import lax
 
 _F32 = jnp.float32
 _SEGSUM_BETWEEN_MAX = 64  # chunk sizes whose segment sums use the [q, q²] 0/1 matrix
+_CHUNK_SCAN_UNROLL = 16  # chunks per iteration of the inter-chunk scan (all of them up to 16)
 
 
 def segsum(a: jax.Array) -> jax.Array:
@@ -171,7 +172,11 @@ def _ssd_one_group(xs, a_bar, b_in, c_in, doc, doc_entering, h0, q: int):
             decay_k, state_k = inputs  # [y r], [y n r p]
             return decay_k[:, None, :, None] * h + state_k, h
 
-        final, entering = lax.scan(step, h0, (jnp.moveaxis(chunk_decay, 1, 0), jnp.moveaxis(states, 1, 0)))
+        # Unrolled (up to _CHUNK_SCAN_UNROLL chunks per loop iteration): the steps are few and
+        # large, and XLA's CPU backend runs a while loop's iterations as separate, serial
+        # launches that cannot fuse with each other (issue 18).
+        final, entering = lax.scan(step, h0, (jnp.moveaxis(chunk_decay, 1, 0), jnp.moveaxis(states, 1, 0)),
+                                   unroll=min(chunks, _CHUNK_SCAN_UNROLL))
         entering = jnp.moveaxis(entering, 0, 1).reshape(z, size, heads * width)  # [z n (r p)]: before each chunk
 
     with jax.named_scope("ssd_chunk_outputs"):
