@@ -3,7 +3,7 @@
 Why a custom VJP (issue 18): the autodiff backward of this chain (SiLU's JVP, the mean,
 the rsqrt, the broadcasts back) compiles on XLA's CPU backend to fusions ~3× slower than
 the closed form below, and the norm runs once per Mamba-2 layer on [b t d_inner].
-Values and gradients are the same functions (float32 throughout); tests/test_gated_rms_norm.py
+Values and gradients are the same functions (float32 throughout); tests/test_mamba2_fast_paths.py
 checks both against autodiff of a formula re-derived in the test.
 
 Closed form, per group of k channels, with g = y·SiLU(z), r = (mean(g²) + eps)^(−1/2),
