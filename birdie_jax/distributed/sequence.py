@@ -24,24 +24,18 @@ from jax.sharding import PartitionSpec as P
 
 from birdie_jax.array_types import Array, SegmentIds
 from birdie_jax.kernels.linear_scan.sharded import current_mesh, linear_scan_sharded, resolve_layout, sequence_shards
+from birdie_jax.models.conv_taps import conv_taps
 
 
 def _conv_local(x: Array, seg_hist_x: Array, segment_ids: SegmentIds, history: Array, weight: Array,
-                bias: Array) -> Array:
-    """The module's tap loop on one slice: history [b w-1+t c] (oldest first), seg_hist_x [b w-1+t]."""
-    w = weight.shape[0]
-    t = x.shape[1]
-    kernel = weight.astype(x.dtype)
-    y = jnp.zeros_like(x) + bias.astype(x.dtype)
-    for j in range(w):  # tap j reads x_{t-j}
-        tap = history[:, w - 1 - j : w - 1 - j + t]
-        same = (seg_hist_x[:, w - 1 - j : w - 1 - j + t] == segment_ids)[..., None]
-        y = y + jnp.where(same, tap * kernel[j], 0)
-    return y
+                bias: Array, silu: bool = False, custom_backward: bool = True) -> Array:
+    """The module's tap sum on one slice: history [b w-1+t c] (oldest first), seg_hist_x [b w-1+t]."""
+    return conv_taps(history, seg_hist_x, segment_ids, weight.astype(x.dtype), bias, silu=silu,
+                     custom_backward=custom_backward)
 
 
 def causal_conv_reference(x: Array, segment_ids: SegmentIds, weight: Array, bias: Array,
-                          state: Array | None = None) -> tuple[Array, Array]:
+                          state: Array | None = None, *, silu: bool = False) -> tuple[Array, Array]:
     """The unsharded computation of ``CausalConv1D.__call__`` as a function of its parameters."""
     b, _, c = x.shape
     w = weight.shape[0]
@@ -49,7 +43,7 @@ def causal_conv_reference(x: Array, segment_ids: SegmentIds, weight: Array, bias
         state = jnp.zeros((b, w - 1, c), x.dtype)
     history = jnp.concatenate([state.astype(x.dtype), x], axis=1)
     seg_hist = jnp.concatenate([jnp.repeat(segment_ids[:, :1], w - 1, axis=1), segment_ids], axis=1)
-    y = _conv_local(x, seg_hist, segment_ids, history, weight, bias)
+    y = _conv_local(x, seg_hist, segment_ids, history, weight, bias, silu)
     last_seg = segment_ids[:, -1:]
     new_state = jnp.where((seg_hist[:, -(w - 1):] == last_seg)[..., None], history[:, -(w - 1):], 0)
     return y, new_state
@@ -57,7 +51,7 @@ def causal_conv_reference(x: Array, segment_ids: SegmentIds, weight: Array, bias
 
 def causal_conv_sharded(x: Array, segment_ids: SegmentIds, weight: Array, bias: Array, state: Array | None = None,
                         *, mesh=None, axis: str = "sequence", batch_axes=None,
-                        channel_axis: str | None = None) -> tuple[Array, Array]:
+                        channel_axis: str | None = None, silu: bool = False) -> tuple[Array, Array]:
     """Segment-masked causal depthwise conv with time split over mesh axis ``axis``.
 
     Args:
@@ -78,7 +72,7 @@ def causal_conv_sharded(x: Array, segment_ids: SegmentIds, weight: Array, bias: 
     num_shards = sequence_shards(mesh, axis)
     w = weight.shape[0]
     if num_shards == 1 or w == 1:
-        return causal_conv_reference(x, segment_ids, weight, bias, state)
+        return causal_conv_reference(x, segment_ids, weight, bias, state, silu=silu)
     b, t, c = x.shape
     if t % num_shards or t // num_shards < w - 1:
         raise ValueError(f"causal_conv_sharded: time length {t} must be a multiple of the {num_shards} shards of "
@@ -98,7 +92,7 @@ def causal_conv_sharded(x: Array, segment_ids: SegmentIds, weight: Array, bias: 
         carried_seg = jnp.where(first, jnp.repeat(segment_ids[:, :1], w - 1, axis=1), prev_seg)
         history = jnp.concatenate([carried, x], axis=1)
         seg_hist = jnp.concatenate([carried_seg, segment_ids], axis=1)
-        y = _conv_local(x, seg_hist, segment_ids, history, weight, bias)
+        y = _conv_local(x, seg_hist, segment_ids, history, weight, bias, silu, custom_backward=False)
         last_seg = segment_ids[:, -1:]
         local_state = jnp.where((seg_hist[:, -(w - 1):] == last_seg)[..., None], history[:, -(w - 1):], 0)
         # Only the last shard's is the row's; adding exact zeros from the others replicates it.

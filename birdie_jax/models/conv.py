@@ -10,6 +10,7 @@ from flax import nnx
 
 from birdie_jax.config import ModelConfig
 from birdie_jax.kernels.linear_scan.sharded import current_mesh, sequence_shards
+from birdie_jax.models.conv_taps import conv_taps
 from birdie_jax.models.layers import dtype_of
 from birdie_jax.array_types import Array, SegmentIds
 
@@ -26,12 +27,16 @@ class CausalConv1D(nnx.Module):
     def zero_state(self, batch: int, channels: int, dtype=jnp.float32) -> Array:
         return jnp.zeros((batch, self.width - 1, channels), dtype)
 
-    def __call__(self, x: Array, segment_ids: SegmentIds, state: Array | None) -> tuple[Array, Array]:
-        """x [b t c] → (y [b t c], new state [b w-1 c]); sequence-parallel under a ``sequence`` mesh axis."""
+    def __call__(self, x: Array, segment_ids: SegmentIds, state: Array | None, *,
+                 silu: bool = False) -> tuple[Array, Array]:
+        """x [b t c] → (y [b t c], new state [b w-1 c]); ``silu``: y ← SiLU(y), fused into the conv's loops.
+
+        Sequence-parallel under a ``sequence`` mesh axis.
+        """
         if sequence_shards(current_mesh(), "sequence") > 1:
             from birdie_jax.distributed.sequence import conv_module_sharded  # noqa: PLC0415
 
-            return conv_module_sharded(self, x, segment_ids, state)
+            return conv_module_sharded(self, x, segment_ids, state, silu=silu)
         b, t, c = x.shape
         w = self.width
         if state is None:
@@ -39,12 +44,7 @@ class CausalConv1D(nnx.Module):
         history = jnp.concatenate([state.astype(x.dtype), x], axis=1)  # [b, w-1+t, c]
         # The carried entries continue the row's first segment.
         seg_hist = jnp.concatenate([jnp.repeat(segment_ids[:, :1], w - 1, axis=1), segment_ids], axis=1)
-        kernel = self.weight[...].astype(x.dtype)
-        y = jnp.zeros_like(x) + self.bias[...].astype(x.dtype)
-        for j in range(w):  # tap j reads x_{t-j}
-            tap = history[:, w - 1 - j : w - 1 - j + t]
-            same = (seg_hist[:, w - 1 - j : w - 1 - j + t] == segment_ids)[..., None]
-            y = y + jnp.where(same, tap * kernel[j], 0)
+        y = conv_taps(history, seg_hist, segment_ids, self.weight[...].astype(x.dtype), self.bias[...], silu=silu)
         last_seg = segment_ids[:, -1:]
         new_state = jnp.where((seg_hist[:, -(w - 1) :] == last_seg)[..., None], history[:, -(w - 1) :], 0)
         return y, new_state

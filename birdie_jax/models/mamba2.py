@@ -77,8 +77,7 @@ class Mamba2Mixer(nnx.Module):
         return z, xbc, dt_raw
 
     def _ssm_inputs(self, xbc: Array, dt_raw: Array) -> tuple[Array, Array, Array, Array, Array]:
-        """Post-conv xBC [... conv_dim], dt_raw [... H] → x [... h p], dt float32 [... h], A [h], B, C [... g n]."""
-        xbc = jax.nn.silu(xbc)
+        """SiLU(conv(xBC)) [... conv_dim], dt_raw [... H] → x [... h p], dt float32 [... h], A [h], B, C [... g n]."""
         x, b, c = jnp.split(xbc, [self.d_inner, self.d_inner + self.groups * self.d_state], axis=-1)
         lead = xbc.shape[:-1]
         x = x.reshape(*lead, self.num_heads, self.head_dim)
@@ -92,7 +91,7 @@ class Mamba2Mixer(nnx.Module):
                  state: dict | None = None) -> tuple[Hidden, dict]:
         """x [b t d] → (y [b t d], state after the last token); ``prefix_mask`` is ignored (causal)."""
         z, xbc, dt_raw = self._split(self.in_proj(x))
-        xbc, conv_state = self.conv(xbc, segment_ids, None if state is None else state["conv"])
+        xbc, conv_state = self.conv(xbc, segment_ids, None if state is None else state["conv"], silu=True)
         xh, dt, a, b, c = self._ssm_inputs(xbc, dt_raw)
         y, ssm_state = ssd_sharded(xh, dt, a, b, c, D=self.D[...], initial_state=None if state is None else state["ssm"],
                            reset=segment_starts(segment_ids), chunk_size=self.cfg.mamba_chunk,
@@ -104,7 +103,7 @@ class Mamba2Mixer(nnx.Module):
         """One token: x_t [b d] → (y_t [b d], new state)."""
         z, xbc, dt_raw = self._split(self.in_proj(x_t))
         xbc, conv_state = self.conv.step(xbc, state["conv"])
-        xh, dt, a, b, c = self._ssm_inputs(xbc, dt_raw)
+        xh, dt, a, b, c = self._ssm_inputs(jax.nn.silu(xbc), dt_raw)
         y, ssm_state = ssd_step(xh, dt, a, b, c, state["ssm"], self.D[...])
         y = self.norm(y.reshape(y.shape[0], self.d_inner), z)
         return self.out_proj(y), {"ssm": ssm_state, "conv": conv_state}
