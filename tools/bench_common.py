@@ -10,10 +10,12 @@ SHARED_MACHINE_NOTE = "2-core VM shared with other engineers' jobs while measure
 
 
 def machine_info(note: str = SHARED_MACHINE_NOTE) -> dict:
-    """jax version, backend, cores, platform, Python, the load average now, and a note."""
+    """jax version, backend, cores, platform, Python, huge-page malloc, the load average now, and a note."""
+    from birdie_jax import host_malloc
+
     return {"jax": jax.__version__, "backend": jax.default_backend(), "cpu_count": os.cpu_count(),
             "platform": platform.platform(), "processor": platform.processor(), "python": platform.python_version(),
-            "load_average_at_end": os.getloadavg(), "note": note}
+            "host_malloc_huge_pages": host_malloc.status(), "load_average_at_end": os.getloadavg(), "note": note}
 
 
 def write_results(path: str, out: dict) -> None:

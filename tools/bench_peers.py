@@ -21,6 +21,13 @@ Entries:
 
 Every entry runs in its own subprocess (no shared thread pools or caches), in the order
 above, and the whole sequence runs --rounds times; ratios are ours ÷ peer within a round.
+
+Host malloc (--malloc): each round runs the sequence in two environments, the same for every
+entry: ``hugetlb`` (``GLIBC_TUNABLES=glibc.malloc.hugetlb=1``, what the ``birdie-jax``
+command sets for itself; see birdie_jax/host_malloc.py) and ``default`` (glibc's defaults).
+Under the defaults each XLA call maps a fresh temporary arena (0.9 GB for ours/mamba2) and
+page-faults it in, ~0.5 s of system CPU per step on the 2-core machine; PyTorch's per-op
+allocations mostly reuse glibc's heap.
 PyTorch uses as many threads as JAX sees cores. Needs the ``bench`` extra (torch 2.13.0 CPU
 build, transformers 5.17-5.18: the line of the ``torch`` extra, what a user installs today;
 transformers 4.57's Mamba-2 CPU path is ~15x slower and would flatter us) and
@@ -48,6 +55,7 @@ MAMBA = {"d_state": 64, "head_dim": 32, "chunk": 64, "expand": 2}
 LEARNING_RATE = 1e-3
 ENTRIES = ["ours/hawk", "recurrentgemma/hawk-linear", "recurrentgemma/hawk-associative", "hf/hawk",
            "ours/mamba2", "hf/mamba2"]
+ENVIRONMENTS = ["hugetlb", "default"]
 RATIOS = [("ours/hawk", "recurrentgemma/hawk-linear"), ("ours/hawk", "recurrentgemma/hawk-associative"),
           ("ours/hawk", "hf/hawk"), ("ours/mamba2", "hf/mamba2")]
 
@@ -207,25 +215,30 @@ def run_entry(name: str, warmup: int, steps: int) -> dict:
 
 
 def markdown(results: dict) -> str:
-    """The per-round tables and ratios (wall time and CPU time per step) of a results file."""
+    """The per-environment, per-round tables and ratios (wall time and CPU time per step) of a results file."""
     lines = []
-    for i, rnd in enumerate(results["rounds"], 1):
-        res = rnd["results"]
-        lines += [f"Round {i}{'' if rnd['complete'] else ' (incomplete)'}:", "",
-                  "| entry | parameters | first step s (compile + step) | step ms median / min | tokens/s "
-                  "| CPU ms per step | load average |", "|---|---|---|---|---|---|---|"]
-        for name, e in res.items():
-            cpu = e.get("cpu_ms_per_step")
-            lines.append(f"| {name} | {e['parameters']:,} | {e['first_step_s']:.0f} | {e['step_ms']:,.0f} / "
-                         f"{e['step_ms_min']:,.0f} | {e['tokens_per_s']:,.1f} | {'—' if cpu is None else f'{cpu:,.0f}'} "
-                         f"| {e['load_average']:.0f} |")
-        lines.append("")
-        for key, ratio in rnd["ratios"].items():
-            a, b = key.split(" / ")
-            cpu_a, cpu_b = res[a].get("cpu_ms_per_step"), res[b].get("cpu_ms_per_step")
-            by_cpu = f", {cpu_b / cpu_a:.2f}× by CPU time per step" if cpu_a and cpu_b else ""
-            lines.append(f"- {key}: **{ratio:.2f}×** by wall time (median step){by_cpu}")
-        lines.append("")
+    # Files written before the --malloc option hold one environment's rounds at the top level.
+    runs = results.get("environments") or {"default": {"rounds": results["rounds"]}}
+    for env_name, run in runs.items():
+        tunables = run.get("GLIBC_TUNABLES") or "unset"
+        for i, rnd in enumerate(run["rounds"], 1):
+            res = rnd["results"]
+            lines += [f"Round {i}, malloc `{env_name}` (GLIBC_TUNABLES {tunables})"
+                      f"{'' if rnd['complete'] else ' (incomplete)'}:", "",
+                      "| entry | parameters | first step s (compile + step) | step ms median / min | tokens/s "
+                      "| CPU ms per step | load average |", "|---|---|---|---|---|---|---|"]
+            for name, e in res.items():
+                cpu = e.get("cpu_ms_per_step")
+                lines.append(f"| {name} | {e['parameters']:,} | {e['first_step_s']:.0f} | {e['step_ms']:,.0f} / "
+                             f"{e['step_ms_min']:,.0f} | {e['tokens_per_s']:,.1f} | {'—' if cpu is None else f'{cpu:,.0f}'} "
+                             f"| {e['load_average']:.0f} |")
+            lines.append("")
+            for key, ratio in rnd["ratios"].items():
+                a, b = key.split(" / ")
+                cpu_a, cpu_b = res[a].get("cpu_ms_per_step"), res[b].get("cpu_ms_per_step")
+                by_cpu = f", {cpu_b / cpu_a:.2f}× by CPU time per step" if cpu_a and cpu_b else ""
+                lines.append(f"- {key}: **{ratio:.2f}×** by wall time (median step){by_cpu}")
+            lines.append("")
     return "\n".join(lines)
 
 
@@ -236,6 +249,8 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--out", default="bench_results/bench_peers.json")
+    p.add_argument("--malloc", choices=["both", *ENVIRONMENTS], default="both",
+                   help="host malloc environment(s) every entry runs in (module docstring)")
     p.add_argument("--one", help="time one entry here and print its JSON line (used internally)")
     p.add_argument("--markdown", metavar="JSON", help="print the tables of docs/benchmarks.md from a results file")
     args = p.parse_args(argv)
@@ -252,24 +267,32 @@ def main(argv=None) -> int:
     workload = {"vocab": VOCAB, "d_model": D_MODEL, "layers": LAYERS, "batch": BATCH, "seq_len": SEQ,
                 "dtype": "float32", "optimizer": "AdamW", "lru_width": LRU_WIDTH, "mlp_width": MLP_WIDTH,
                 "mamba": MAMBA, "timed_steps": args.steps, "warmup_steps": args.warmup}
-    rounds = []
+    from birdie_jax import host_malloc
+
+    environments = ENVIRONMENTS if args.malloc == "both" else [args.malloc]
+    base_env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
+    envs = {"hugetlb": host_malloc.with_hugetlb(base_env), "default": base_env}
+    runs = {name: {"GLIBC_TUNABLES": envs[name].get("GLIBC_TUNABLES", ""), "rounds": []} for name in environments}
     for r in range(args.rounds):
-        results: dict = {}
-        rounds.append({"results": results, "ratios": {}, "complete": False})
-        for name in args.entries:
-            out = subprocess.run([sys.executable, os.path.abspath(__file__), "--one", name, "--steps", str(args.steps),
-                                  "--warmup", str(args.warmup)], capture_output=True, text=True)
-            if out.returncode:
-                sys.exit(f"error: {name} failed:\n{out.stderr[-3000:]}")
-            results[name] = {**json.loads(out.stdout.strip().splitlines()[-1]), "load_average": os.getloadavg()[0]}
-            print(f"round {r + 1} {name:<34} {results[name]['tokens_per_s']:>9,.0f} tok/s  "
-                  f"first step {results[name]['first_step_s']:.1f} s", flush=True)
-            rounds[-1]["ratios"] = {f"{a} / {b}": round(results[a]["tokens_per_s"] / results[b]["tokens_per_s"], 3)
-                                    for a, b in RATIOS if a in results and b in results}
-            rounds[-1]["complete"] = len(results) == len(args.entries)
-            # Written after every entry, so a run stopped early keeps what it measured.
-            write_results(args.out, {"machine": machine_info(), "workload": workload, "rounds": rounds})
-        print(json.dumps(rounds[-1]["ratios"]), flush=True)
+        for env_name in environments:
+            results: dict = {}
+            rounds = runs[env_name]["rounds"]
+            rounds.append({"results": results, "ratios": {}, "complete": False})
+            for name in args.entries:
+                out = subprocess.run([sys.executable, os.path.abspath(__file__), "--one", name, "--steps",
+                                      str(args.steps), "--warmup", str(args.warmup)],
+                                     capture_output=True, text=True, env=envs[env_name])
+                if out.returncode:
+                    sys.exit(f"error: {name} failed:\n{out.stderr[-3000:]}")
+                results[name] = {**json.loads(out.stdout.strip().splitlines()[-1]), "load_average": os.getloadavg()[0]}
+                print(f"round {r + 1} {env_name:<8} {name:<34} {results[name]['tokens_per_s']:>9,.0f} tok/s  "
+                      f"first step {results[name]['first_step_s']:.1f} s", flush=True)
+                rounds[-1]["ratios"] = {f"{a} / {b}": round(results[a]["tokens_per_s"] / results[b]["tokens_per_s"], 3)
+                                        for a, b in RATIOS if a in results and b in results}
+                rounds[-1]["complete"] = len(results) == len(args.entries)
+                # Written after every entry, so a run stopped early keeps what it measured.
+                write_results(args.out, {"machine": machine_info(), "workload": workload, "environments": runs})
+            print(env_name, json.dumps(rounds[-1]["ratios"]), flush=True)
     return 0
 
 
