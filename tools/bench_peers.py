@@ -42,6 +42,7 @@ runs with absl-py 2). All entries run in that one environment.
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -65,23 +66,28 @@ def tokens(seed: int = 0) -> np.ndarray:
 
 
 def time_steps(step, warmup: int, steps: int) -> dict:
-    """``step()`` runs one training step and blocks; returns compile (first call) and median times."""
+    """``step()`` runs one training step and blocks; returns compile (first call) and median times,
+    and the process's CPU time (user and system) and minor page faults per timed step."""
     t0 = time.perf_counter()
     step()
     first = time.perf_counter() - t0
     for _ in range(warmup - 1):
         step()
     times, cpu = [], []
+    usage0 = resource.getrusage(resource.RUSAGE_SELF)
     for _ in range(steps):
         t0, c0 = time.perf_counter(), time.process_time()
         step()
         times.append(time.perf_counter() - t0)
         cpu.append(time.process_time() - c0)
+    usage1 = resource.getrusage(resource.RUSAGE_SELF)
     median = statistics.median(times)
     # CPU seconds (all threads) per step: less inflated than wall time when other jobs share the cores.
     return {"first_step_s": round(first, 2), "step_ms": round(1000 * median, 1),
             "step_ms_min": round(1000 * min(times), 1), "tokens_per_s": round(BATCH * SEQ / median, 1),
-            "cpu_ms_per_step": round(1000 * statistics.median(cpu), 1)}
+            "cpu_ms_per_step": round(1000 * statistics.median(cpu), 1),
+            "system_cpu_ms_per_step": round(1000 * (usage1.ru_stime - usage0.ru_stime) / steps, 1),
+            "minor_page_faults_per_step": round((usage1.ru_minflt - usage0.ru_minflt) / steps)}
 
 
 # ----------------------------------------------------------------------------- this library
