@@ -8,14 +8,22 @@ Public API::
     logits, state = model(tokens, state=state, return_state=True)
     h, h_last = birdie_jax.kernels.linear_scan(a, b, h0=None, reset=None, reverse=False)
     out = birdie_jax.generate(model, ["prompt one", "two"], 20, birdie_jax.Sampling(temperature=0.8))
+
+Importing it keeps glibc's allocator from mapping and unmapping XLA's per-step CPU buffers
+(birdie_jax/host_malloc.py; ``BIRDIE_JAX_HOST_MALLOC=0`` turns that off): import birdie_jax
+before running JAX computations.
 """
 
-from birdie_jax import kernels
-from birdie_jax.config import Config, DataConfig, ModelConfig, TrainConfig, load_config
-from birdie_jax.errors import BirdieError, CheckpointError, ConfigError, DataError
-from birdie_jax.generation import Generation, Sampling, Scores, generate, score
-from birdie_jax.models import LanguageModel, build_model, count_parameters, state_size
-from birdie_jax.prompts import jrt_prompt
+from birdie_jax import host_malloc
+
+host_malloc.configure()  # before JAX starts its thread pools: see birdie_jax/host_malloc.py
+
+from birdie_jax import kernels  # noqa: E402
+from birdie_jax.config import Config, DataConfig, ModelConfig, TrainConfig, load_config  # noqa: E402
+from birdie_jax.errors import BirdieError, CheckpointError, ConfigError, DataError  # noqa: E402
+from birdie_jax.generation import Generation, Sampling, Scores, generate, score  # noqa: E402
+from birdie_jax.models import LanguageModel, build_model, count_parameters, state_size  # noqa: E402
+from birdie_jax.prompts import jrt_prompt  # noqa: E402
 
 __version__ = "0.1.0"  # the one version source (pyproject.toml reads it)
 

@@ -140,7 +140,7 @@ def _info(args) -> int:
     model = nnx.eval_shape(lambda: build_model(cfg, seed=cfg.seed))  # shapes only: paper sizes need no memory
     info = {"name": cfg.name, "architecture": cfg.model.architecture, "parameters": count_parameters(model),
             "state_floats_per_sequence": state_size(model, cache_len=cfg.data.seq_len),
-            "vocab_size": model.cfg.vocab_size, "host_malloc_huge_pages": host_malloc.status()}
+            "vocab_size": model.cfg.vocab_size, "host_malloc": host_malloc.status()}
     if args.json:
         print(json.dumps({**info, "config": dataclasses.asdict(cfg)}, indent=2))
     else:
@@ -195,13 +195,5 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def console_main() -> int:
-    """The ``birdie-jax`` command: restarted once with huge-page malloc (birdie_jax/host_malloc.py), then :func:`main`."""
-    from birdie_jax.host_malloc import restart_with_hugetlb
-
-    restart_with_hugetlb(["-m", "birdie_jax.cli", *sys.argv[1:]])
-    return main()
-
-
 if __name__ == "__main__":
-    sys.exit(console_main())
+    sys.exit(main())

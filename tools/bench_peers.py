@@ -22,18 +22,20 @@ Entries:
 Every entry runs in its own subprocess (no shared thread pools or caches), in the order
 above, and the whole sequence runs --rounds times; ratios are ours ÷ peer within a round.
 
-Host malloc (--malloc): each round runs the sequence in two environments, the same for every
-entry: ``hugetlb`` (``GLIBC_TUNABLES=glibc.malloc.hugetlb=1``, what the ``birdie-jax``
-command sets for itself; see birdie_jax/host_malloc.py) and ``default`` (glibc's defaults).
-Under the defaults each XLA call maps a fresh temporary arena (0.9 GB for ours/mamba2) and
-page-faults it in, ~0.5 s of system CPU per step on the 2-core machine; PyTorch's per-op
-allocations mostly reuse glibc's heap.
 PyTorch uses as many threads as JAX sees cores. Needs the ``bench`` extra (torch 2.13.0 CPU
 build, transformers 5.17-5.18: the line of the ``torch`` extra, what a user installs today;
 transformers 4.57's Mamba-2 CPU path is ~15x slower and would flatter us) and
 ``recurrentgemma`` with its imports (``pip install --no-deps recurrentgemma==1.0.1 einops
 jaxtyping wadler-lindig "typeguard>=2,<3"``: its absl-py<2 pin conflicts with chex, and it
 runs with absl-py 2). All entries run in that one environment.
+
+Host malloc (--malloc; birdie_jax/host_malloc.py): ``import birdie_jax`` sets glibc's
+allocator to reuse XLA's per-step CPU arena (0.9 GB for ours/mamba2) instead of mapping it
+fresh and page-faulting it in every step (~0.5 s of system CPU per step on the 2-core
+machine). Each round runs the sequence in up to three environments: ``library`` (each entry
+as its library ships: ours with the settings, the peers with glibc's defaults), ``same``
+(every entry, peers included, with the settings, applied before the entry imports anything
+else) and ``off`` (every entry with glibc's defaults: ``BIRDIE_JAX_HOST_MALLOC=0``).
 
     python tools/bench_peers.py            # writes bench_results/bench_peers.json
     python tools/bench_peers.py --markdown bench_results/bench_peers.json   # its tables for the docs
@@ -56,7 +58,12 @@ MAMBA = {"d_state": 64, "head_dim": 32, "chunk": 64, "expand": 2}
 LEARNING_RATE = 1e-3
 ENTRIES = ["ours/hawk", "recurrentgemma/hawk-linear", "recurrentgemma/hawk-associative", "hf/hawk",
            "ours/mamba2", "hf/mamba2"]
-ENVIRONMENTS = ["hugetlb", "default"]
+ENVIRONMENTS = ["library", "same", "off"]
+SAME_MALLOC = "BENCH_PEERS_SAME_MALLOC"  # set in the ``same`` environment
+MALLOC_DESCRIPTION = {"library": "each library as shipped: ours with its allocator settings, the peers with glibc's defaults",
+                      "same": "every entry with birdie_jax's allocator settings",
+                      "off": "every entry with glibc's defaults, BIRDIE_JAX_HOST_MALLOC=0"}
+MALLOC_ENVIRONMENT = {"library": {}, "same": {SAME_MALLOC: "1"}, "off": {"BIRDIE_JAX_HOST_MALLOC": "0"}}
 RATIOS = [("ours/hawk", "recurrentgemma/hawk-linear"), ("ours/hawk", "recurrentgemma/hawk-associative"),
           ("ours/hawk", "hf/hawk"), ("ours/mamba2", "hf/mamba2")]
 
@@ -226,10 +233,10 @@ def markdown(results: dict) -> str:
     # Files written before the --malloc option hold one environment's rounds at the top level.
     runs = results.get("environments") or {"default": {"rounds": results["rounds"]}}
     for env_name, run in runs.items():
-        tunables = run.get("GLIBC_TUNABLES") or "unset"
+        described = MALLOC_DESCRIPTION.get(env_name) or f"GLIBC_TUNABLES={run.get('GLIBC_TUNABLES') or 'unset'}"
         for i, rnd in enumerate(run["rounds"], 1):
             res = rnd["results"]
-            lines += [f"Round {i}, malloc `{env_name}` (GLIBC_TUNABLES {tunables})"
+            lines += [f"Round {i}, malloc `{env_name}` ({described})"
                       f"{'' if rnd['complete'] else ' (incomplete)'}:", "",
                       "| entry | parameters | first step s (compile + step) | step ms median / min | tokens/s "
                       "| CPU ms per step | load average |", "|---|---|---|---|---|---|---|"]
@@ -255,7 +262,7 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--out", default="bench_results/bench_peers.json")
-    p.add_argument("--malloc", choices=["both", *ENVIRONMENTS], default="both",
+    p.add_argument("--malloc", nargs="+", choices=ENVIRONMENTS, default=ENVIRONMENTS,
                    help="host malloc environment(s) every entry runs in (module docstring)")
     p.add_argument("--one", help="time one entry here and print its JSON line (used internally)")
     p.add_argument("--markdown", metavar="JSON", help="print the tables of docs/benchmarks.md from a results file")
@@ -265,6 +272,10 @@ def main(argv=None) -> int:
             print(markdown(json.load(f)))
         return 0
     if args.one:
+        if os.environ.get(SAME_MALLOC) == "1":
+            from birdie_jax import host_malloc  # noqa: PLC0415  (importing birdie_jax applies the settings)
+
+            assert host_malloc.status().startswith("on"), host_malloc.status()
         print(json.dumps(run_entry(args.one, args.warmup, args.steps)), flush=True)
         return 0
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -273,12 +284,10 @@ def main(argv=None) -> int:
     workload = {"vocab": VOCAB, "d_model": D_MODEL, "layers": LAYERS, "batch": BATCH, "seq_len": SEQ,
                 "dtype": "float32", "optimizer": "AdamW", "lru_width": LRU_WIDTH, "mlp_width": MLP_WIDTH,
                 "mamba": MAMBA, "timed_steps": args.steps, "warmup_steps": args.warmup}
-    from birdie_jax import host_malloc
-
-    environments = ENVIRONMENTS if args.malloc == "both" else [args.malloc]
-    base_env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
-    envs = {"hugetlb": host_malloc.with_hugetlb(base_env), "default": base_env}
-    runs = {name: {"GLIBC_TUNABLES": envs[name].get("GLIBC_TUNABLES", ""), "rounds": []} for name in environments}
+    environments = args.malloc
+    base_env = {k: v for k, v in os.environ.items() if k not in (SAME_MALLOC, "BIRDIE_JAX_HOST_MALLOC")}
+    envs = {name: {**base_env, **MALLOC_ENVIRONMENT[name]} for name in environments}
+    runs = {name: {"environment_variables": MALLOC_ENVIRONMENT[name], "rounds": []} for name in environments}
     for r in range(args.rounds):
         for env_name in environments:
             results: dict = {}
