@@ -10,7 +10,7 @@ SHARED_MACHINE_NOTE = "2-core VM shared with other engineers' jobs while measure
 
 
 def machine_info(note: str = SHARED_MACHINE_NOTE) -> dict:
-    """jax version, backend, cores, platform, Python, huge-page malloc, the load average now, and a note."""
+    """jax version, backend, cores, platform, Python, the host malloc settings (birdie_jax/host_malloc.py), the load average now, and a note."""
     from birdie_jax import host_malloc
 
     return {"jax": jax.__version__, "backend": jax.default_backend(), "cpu_count": os.cpu_count(),
