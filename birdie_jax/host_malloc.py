@@ -18,7 +18,6 @@ off, and ``birdie-jax info`` reports :func:`status`.
 """
 
 import ctypes
-import ctypes.util
 import os
 import sys
 
@@ -35,7 +34,7 @@ def _mallopt():
     if sys.platform != "linux":
         return None
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc = ctypes.CDLL("libc.so.6")  # glibc's soname on every Linux architecture
         return libc.mallopt if hasattr(libc, "gnu_get_libc_version") else None
     except OSError:
         return None
