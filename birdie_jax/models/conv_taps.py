@@ -43,19 +43,18 @@ def _pre_activation(history, seg_hist, segment_ids, kernel, bias):
     return y
 
 
-def _conv_taps(carried, x, seg_hist, segment_ids, kernel, bias, silu):
-    pre = _pre_activation(jnp.concatenate([carried, x], axis=1), seg_hist, segment_ids, kernel, bias)
+def _conv_taps(history, seg_hist, segment_ids, kernel, bias, silu):
+    """The plain forward (autodiff differentiates it where ``custom_backward`` is off)."""
+    pre = _pre_activation(history, seg_hist, segment_ids, kernel, bias)
     return jax.nn.silu(pre) if silu else pre
 
 
-def _conv_taps_fwd(carried, x, seg_hist, segment_ids, kernel, bias, silu):
-    out = _conv_taps(carried, x, seg_hist, segment_ids, kernel, bias, silu)
-    return out, (carried, x, seg_hist, segment_ids, kernel, bias)
+def _conv_taps_fwd(history, seg_hist, segment_ids, kernel, bias, silu):
+    return _conv_taps(history, seg_hist, segment_ids, kernel, bias, silu), (history, seg_hist, segment_ids, kernel, bias)
 
 
 def _conv_taps_bwd(silu, residuals, u):
-    carried, x, seg_hist, segment_ids, kernel, bias = residuals
-    history = jnp.concatenate([carried, x], axis=1)
+    history, seg_hist, segment_ids, kernel, bias = residuals
     w, t = kernel.shape[0], segment_ids.shape[1]
     g = u
     if silu:
@@ -73,11 +72,11 @@ def _conv_taps_bwd(silu, residuals, u):
         mask_ext = jnp.pad(_same_segment(seg_hist, segment_ids, j, w), pad)
         span = slice(j, j + t + w - 1)
         d_history = d_history + jnp.where(mask_ext[:, span], g_ext[:, span] * kernel[j], 0)
-    return d_history[:, : w - 1], d_history[:, w - 1 :], None, None, d_kernel, d_bias
+    return d_history, None, None, d_kernel, d_bias
 
 
-_conv_taps = jax.custom_vjp(_conv_taps, nondiff_argnums=(6,))
-_conv_taps.defvjp(_conv_taps_fwd, _conv_taps_bwd)
+_conv_taps_custom = jax.custom_vjp(_conv_taps, nondiff_argnums=(5,))
+_conv_taps_custom.defvjp(_conv_taps_fwd, _conv_taps_bwd)
 
 
 def conv_taps(history: Array, seg_hist: SegmentIds, segment_ids: SegmentIds, kernel: Array, bias: Array,
@@ -96,9 +95,5 @@ def conv_taps(history: Array, seg_hist: SegmentIds, segment_ids: SegmentIds, ker
     Returns:
       [b t c] in the dtype of ``history``.
     """
-    w = kernel.shape[0]
-    bias = bias.astype(history.dtype)
-    if not custom_backward:
-        pre = _pre_activation(history, seg_hist, segment_ids, kernel, bias)
-        return jax.nn.silu(pre) if silu else pre
-    return _conv_taps(history[:, : w - 1], history[:, w - 1 :], seg_hist, segment_ids, kernel, bias, bool(silu))
+    forward = _conv_taps_custom if custom_backward else _conv_taps
+    return forward(history, seg_hist, segment_ids, kernel, bias.astype(history.dtype), bool(silu))
